@@ -1,0 +1,43 @@
+# Everything a fresh clone needs goes through these targets; see README.md.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: venv lint test unit dev dev-down demo bench clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+lint: venv
+	$(BIN)/ruff check secretsync tests bench sandbox
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+# The README's test command: lint, types, then the whole suite (unit + integration; the
+# integration fixtures start the local sandbox, or reuse one started by `make dev`).
+test: lint
+	$(BIN)/pytest
+
+unit: venv
+	$(BIN)/pytest tests/unit
+
+dev: venv
+	$(BIN)/python -m sandbox up
+
+dev-down:
+	@if test -x $(BIN)/python; then $(BIN)/python -m sandbox down; else echo "no venv, nothing to stop"; fi
+
+demo: venv
+	$(BIN)/python -m sandbox.demo
+
+bench: venv
+	for f in bench/*.py; do $(BIN)/python $$f || exit 1; done
+
+clean: dev-down
+	rm -rf $(VENV) .dev build *.egg-info

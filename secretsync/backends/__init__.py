@@ -1,0 +1,1 @@
+"""Pluggable secret backends: one protocol (``base``), an entry-point registry, one module each."""
