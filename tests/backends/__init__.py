@@ -1,0 +1,1 @@
+"""Shared backend tests: ``conformance.BackendConformance`` is subclassed per backend."""
