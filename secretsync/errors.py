@@ -99,3 +99,40 @@ class StoreInvalid(BackendError):
     """A SecretStore spec is invalid or may not be used from this namespace."""
 
     reason = "InvalidStore"
+
+
+# --- Kubernetes API (translated in secretsync.kube) ----------------------------------------
+
+
+class KubeError(SecretSyncError):
+    """The Kubernetes API refused or failed a request (already translated from the client)."""
+
+    reason = "KubeApiError"
+
+    def __init__(self, message: str, *, status: int = 0, reason: str | None = None) -> None:
+        super().__init__(message, reason=reason)
+        self.status = status
+
+
+class KubeNotFound(KubeError):
+    """The object (or its API) does not exist."""
+
+    reason = "NotFound"
+
+
+class KubeConflict(KubeError):
+    """Create of an existing object, or a write based on a stale resourceVersion."""
+
+    reason = "Conflict"
+
+
+class KubeForbidden(KubeError):
+    """RBAC (or authentication) refused the request; check the ServiceAccount's roles."""
+
+    reason = "Forbidden"
+
+
+class KubeInvalid(KubeError):
+    """The API server rejected the object as invalid (422) or the request as malformed."""
+
+    reason = "Invalid"
