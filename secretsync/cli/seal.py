@@ -1,0 +1,131 @@
+"""``secretsync seal``: Secret(s) in, SealedSecret(s) out -- offline with ``--cert``.
+
+The hot path of the CLI: imports only argparse, yaml, json and cryptography's RSA/AES
+(``kubernetes`` only when no ``--cert`` is given). One RSA-OAEP encryption per item.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from secretsync import api
+from secretsync.cli._common import (
+    add_cluster_arguments,
+    add_output_arguments,
+    atomic_write,
+    public_key_and_fingerprint,
+    read_input,
+    wrap,
+    write_output,
+)
+from secretsync.documents import describe, dump_documents, load_documents
+from secretsync.errors import InvalidInput, SecretSyncError
+from secretsync.sealing import is_sealed_secret, merge_into, seal_raw, seal_secret
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_output_arguments(p)
+    p.add_argument(
+        "--cert",
+        metavar="PATH|URL",
+        help="certificate (or PEM public key) file or https:// URL; "
+        "default: fetch it from the controller's ConfigMap",
+    )
+    p.add_argument(
+        "--scope",
+        choices=api.SCOPES,
+        help="strict (default): name+namespace bound; namespace-wide: any name in the "
+        "namespace; cluster-wide: anywhere. Default: from the Secret's annotations",
+    )
+    p.add_argument("-n", "--namespace", help="namespace for Secrets without one (and --raw)")
+    p.add_argument("--name", help="name for --raw (strict scope)")
+    p.add_argument(
+        "--raw",
+        action="store_true",
+        help="seal one value (stdin or --from-file) and print only the base64 item",
+    )
+    p.add_argument("--from-file", metavar="F", help="the value for --raw")
+    p.add_argument(
+        "--merge-into",
+        metavar="FILE",
+        help="seal the Secret's items into this existing SealedSecret file (in place)",
+    )
+    p.add_argument(
+        "--allow-empty-data", action="store_true", help="accept Secrets without any data"
+    )
+    add_cluster_arguments(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.raw:
+        return _run_raw(args)
+    data, source = read_input(args.input)
+    docs, in_fmt = load_documents(data, source)
+    if not docs:
+        raise InvalidInput(f"{source}: no documents to seal")
+    public_key, fp = public_key_and_fingerprint(args, args.cert)
+    if args.merge_into:
+        return _run_merge(args, docs, source, public_key, fp)
+    out = []
+    for index, doc in enumerate(docs, start=1):
+        try:
+            out.append(
+                seal_secret(
+                    doc,
+                    public_key,
+                    fp,
+                    scope=args.scope,
+                    default_namespace=args.namespace,
+                    allow_empty_data=args.allow_empty_data,
+                )
+            )
+        except SecretSyncError as exc:
+            raise wrap(f"{source}: {describe(doc, index)}", exc) from exc
+    write_output(args.output, dump_documents(out, args.format or in_fmt))
+    return 0
+
+
+def _run_raw(args: argparse.Namespace) -> int:
+    scope = args.scope or api.SCOPE_STRICT
+    if scope != api.SCOPE_CLUSTER and not args.namespace:
+        raise InvalidInput(f"--raw with {scope} scope needs --namespace")
+    if scope == api.SCOPE_STRICT and not args.name:
+        raise InvalidInput("--raw with strict scope needs --name")
+    if args.from_file:
+        with open(args.from_file, "rb") as fh:
+            value = fh.read()
+    else:
+        value = sys.stdin.buffer.read()
+    public_key, _ = public_key_and_fingerprint(args, args.cert)
+    item = seal_raw(value, public_key, scope, args.namespace or "", args.name or "")
+    write_output(args.output, item)
+    return 0
+
+
+def _run_merge(
+    args: argparse.Namespace,
+    secrets: list[dict[str, object]],
+    source: str,
+    public_key: object,
+    fp: str,
+) -> int:
+    target = args.merge_into
+    with open(target, "rb") as fh:
+        existing, fmt = load_documents(fh.read(), target)
+    sealed_idx = [i for i, d in enumerate(existing) if is_sealed_secret(d)]
+    if len(sealed_idx) != 1:
+        raise InvalidInput(
+            f"{target}: --merge-into needs exactly one SealedSecret in the file "
+            f"(found {len(sealed_idx)})"
+        )
+    i = sealed_idx[0]
+    doc = existing[i]
+    for index, secret in enumerate(secrets, start=1):
+        try:
+            doc = merge_into(doc, secret, public_key, fp)  # type: ignore[arg-type]
+        except SecretSyncError as exc:
+            raise wrap(f"{source}: {describe(secret, index)}", exc) from exc
+    existing[i] = doc
+    atomic_write(target, dump_documents(existing, fmt).encode("utf-8"))
+    return 0
