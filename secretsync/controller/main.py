@@ -1,0 +1,250 @@
+"""`secretsync controller`: flags, logging, leader election, then kopf.
+
+Order matters: connect, serve health/metrics, win the leadership Lease, load (or generate and
+persist) the sealing keys and publish the certificate, and only then start kopf with the
+SealedSecret handlers (and the ExternalSecret ones when that module is present). Losing the
+Lease stops the operator and exits non-zero so the Deployment restarts the pod as a standby.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from secretsync import api
+from secretsync.errors import SecretSyncError
+
+log = logging.getLogger("secretsync.controller")
+
+OPTIONAL_HANDLER_MODULES = ("secretsync.controller.external",)
+
+
+def _duration(text: str) -> float:
+    """Seconds from ``720h``, ``30m``, ``45s``, ``1h30m`` or a bare number of seconds."""
+    text = text.strip()
+    if not text:
+        raise argparse.ArgumentTypeError("empty duration")
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    total, num = 0.0, ""
+    units = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}
+    for ch in text:
+        if ch.isdigit() or ch == ".":
+            num += ch
+        elif ch in units and num:
+            total += float(num) * units[ch]
+            num = ""
+        else:
+            raise argparse.ArgumentTypeError(f"invalid duration {text!r} (use e.g. 720h, 30m)")
+    if num:
+        raise argparse.ArgumentTypeError(f"invalid duration {text!r}: missing unit")
+    return total
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    env = os.environ.get
+    parser.add_argument("--kubeconfig", default=env("KUBECONFIG") or None,
+                        help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config, in-cluster)")
+    parser.add_argument("--context", default=None, help="kubeconfig context")
+    parser.add_argument("--namespace", default=None,
+                        help="watch only this namespace (default: all namespaces)")
+    parser.add_argument("--controller-namespace",
+                        default=env("SECRETSYNC_NAMESPACE") or api.DEFAULT_CONTROLLER_NAMESPACE,
+                        help="namespace holding the keys, cert ConfigMap and Lease")
+    parser.add_argument("--controller-name", default=api.DEFAULT_CONTROLLER_NAME,
+                        help="name of the cert ConfigMap (<name>-cert) and Lease")
+    parser.add_argument("--http-port", type=int, default=8080,
+                        help="port for /metrics, /healthz, /readyz, /v1/* (0 disables)")
+    parser.add_argument("--http-host", default="0.0.0.0",  # noqa: S104 (in-cluster Service)
+                        help="address the HTTP server binds")
+    parser.add_argument("--key-renew-period", type=_duration, default=_duration("720h"),
+                        help="generate a new sealing key this often (e.g. 720h; 0 disables)")
+    parser.add_argument("--key-cutoff-time", default=None,
+                        help="RFC 3339 time: generate a new key at start if the newest one "
+                             "is older than this (e.g. after a suspected leak)")
+    parser.add_argument("--key-prefix", default="secretsync-key-",
+                        help="name prefix of generated key Secrets")
+    parser.add_argument("--key-bits", type=int, default=4096, help=argparse.SUPPRESS)
+    parser.add_argument("--key-poll-interval", type=float, default=10.0,
+                        help="seconds between re-reads of the key Secrets (new keys are used "
+                             "without a restart)")
+    parser.add_argument("--bitnami-compat", action="store_true",
+                        help="also reconcile bitnami.com/v1alpha1 SealedSecrets")
+    parser.add_argument("--import-bitnami-keys", action="store_true",
+                        help="also use Secrets labelled "
+                             "sealedsecrets.bitnami.com/sealed-secrets-key=active")
+    parser.add_argument("--leader-elect", action=argparse.BooleanOptionalAction, default=True,
+                        help="run only while holding the Lease (default on; two replicas are safe)")
+    parser.add_argument("--lease-duration", type=int, default=15, help=argparse.SUPPRESS)
+    parser.add_argument("--workers", type=int, default=0,
+                        help="decryption threads (default: the usable cores)")
+    parser.add_argument("--log-format", choices=("text", "json"), default="text")
+    parser.add_argument("--log-level", default="INFO")
+
+
+def _setup_logging(fmt: str, level: str) -> None:
+    from secretsync.controller.logs import configure
+
+    configure(fmt, level)
+
+
+def run(args: argparse.Namespace) -> int:
+    _setup_logging(args.log_format, args.log_level)
+    try:
+        return asyncio.run(_main(args))
+    except KeyboardInterrupt:
+        return 130
+    except SecretSyncError as exc:
+        log.error("controller stopped: %s", exc.message)
+        return 1
+
+
+def _workers(args: argparse.Namespace) -> int:
+    if args.workers > 0:
+        return int(args.workers)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+
+
+async def _main(args: argparse.Namespace) -> int:
+    from secretsync.controller import endpoints
+    from secretsync.controller.keyring import KeyManager
+    from secretsync.controller.leader import LeaderElector
+    from secretsync.controller.runtime import Runtime, set_runtime
+    from secretsync.kube import Kube
+
+    kube = await asyncio.to_thread(Kube.from_config, args.kubeconfig, args.context)
+    pool = ThreadPoolExecutor(max_workers=_workers(args), thread_name_prefix="unseal")
+    keys = KeyManager(kube, args)
+    rt = Runtime(kube=kube, args=args, keys=keys, pool=pool)
+    set_runtime(rt)
+
+    server = await endpoints.start(rt, args.http_host, args.http_port) if args.http_port else None
+    elector: LeaderElector | None = None
+    try:
+        if args.leader_elect:
+            elector = LeaderElector(kube, args.controller_namespace, args.controller_name,
+                                    lease_duration=args.lease_duration)
+            await elector.acquire()
+        rt.is_leader = True
+        await keys.start()
+        return await _operate(args, rt, elector)
+    finally:
+        if elector is not None and rt.is_leader:
+            await asyncio.to_thread(elector.release)
+        await keys.stop()
+        if server is not None:
+            await server.cleanup()
+        pool.shutdown(wait=False, cancel_futures=True)
+        kube.close()
+        set_runtime(None)
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    import kopf
+
+    settings = kopf.OperatorSettings()
+    # We post our own Events (with messages we know hold no values); kopf's per-log-line
+    # events would duplicate them.
+    settings.posting.enabled = False
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.watching.connect_timeout = 10
+    # Only event handlers are used, so kopf never writes progress or a diff-base copy of the
+    # object (which for a Secret would be its data) -- keep that guaranteed anyway:
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
+        prefix="kopf.secretsync.io")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix="kopf.secretsync.io", key="last-handled-configuration")
+    # Server-side filter: the Secret watch only ever sees Secrets we manage.
+    settings.watching.label_selectors["v1", "secrets"] = (
+        f"{api.LABEL_MANAGED_BY}={api.MANAGED_BY_VALUE}")
+    settings.process.ultimate_exiting_timeout = 5
+    return settings
+
+
+def _register(args: argparse.Namespace) -> Any:
+    import kopf
+
+    from secretsync.controller.runtime import get_runtime
+
+    registry = kopf.get_default_registry()
+
+    @kopf.on.login(registry=registry)
+    def _login(**_: Any) -> Any:
+        conn = get_runtime().kube.connection()
+        return kopf.ConnectionInfo(
+            server=conn.server,
+            ca_path=conn.ca_path,
+            insecure=conn.insecure,
+            token=conn.token,
+            certificate_path=conn.cert_path,
+            private_key_path=conn.key_path,
+            default_namespace=conn.namespace,
+        )
+
+    sealed = importlib.import_module("secretsync.controller.sealed")
+    sealed.register(registry, bitnami=bool(args.bitnami_compat))
+    for name in OPTIONAL_HANDLER_MODULES:
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+    return registry
+
+
+async def _operate(args: argparse.Namespace, rt: Any, elector: Any) -> int:
+    import kopf
+
+    registry = _register(args)
+    stop = asyncio.Event()
+    ready = asyncio.Event()
+    namespaces = [args.namespace] if args.namespace else []
+    operator = asyncio.create_task(kopf.operator(
+        registry=registry,
+        settings=_settings(args),
+        standalone=True,
+        clusterwide=not namespaces,
+        namespaces=namespaces,
+        stop_flag=stop,
+        ready_flag=ready,
+    ), name="kopf")
+    background = [asyncio.create_task(rt.keys.run_background(), name="keys")]
+    keeper = asyncio.create_task(elector.keep(), name="lease") if elector else None
+
+    async def _mark_ready() -> None:
+        await ready.wait()
+        rt.operator_ready = True
+        log.info("controller ready (namespaces: %s)", args.namespace or "all")
+
+    background.append(asyncio.create_task(_mark_ready()))
+    waiters: set[asyncio.Task[Any]] = {operator}
+    if keeper is not None:
+        waiters.add(keeper)
+    try:
+        done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in background:
+            task.cancel()
+    if keeper is not None and keeper in done:
+        rt.is_leader = False
+        stop.set()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(operator, timeout=10)
+        log.error("lost leadership; exiting so the pod restarts as a standby")
+        return 1
+    if keeper is not None:
+        keeper.cancel()
+    exc = operator.exception()
+    if exc is not None:
+        log.error("operator stopped: %s", type(exc).__name__)
+        return 1
+    return 0

@@ -1,0 +1,58 @@
+"""What the kopf handlers share at run time: the API client, the flags, the thread pool.
+
+Handlers are module-level functions (kopf's style), so the objects they need are set here once
+by ``main.run`` before the operator starts, instead of being passed through kopf's memo.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from secretsync.controller.keyring import KeyManager
+    from secretsync.kube import Kube
+
+T = TypeVar("T")
+
+
+@dataclass
+class Runtime:
+    kube: Kube
+    args: argparse.Namespace
+    keys: KeyManager
+    pool: ThreadPoolExecutor
+    # objects whose last reconcile failed for a reason a new key could fix: retried on key change
+    retry_on_new_key: set[tuple[str, str, str]] = field(default_factory=set)
+    is_leader: bool = False
+    operator_ready: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+_RUNTIME: Runtime | None = None
+
+
+def set_runtime(rt: Runtime | None) -> None:
+    global _RUNTIME
+    _RUNTIME = rt
+
+
+def get_runtime() -> Runtime:
+    if _RUNTIME is None:
+        raise RuntimeError("the controller runtime is not initialised (call main.run)")
+    return _RUNTIME
+
+
+async def kube_call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run a sync ``Kube`` method off the event loop."""
+    return await asyncio.to_thread(fn, *args, **kwargs)
+
+
+async def cpu_call(fn: Callable[..., T], *args: Any) -> T:
+    """Run CPU-bound work (RSA) on the shared pool sized to the cores."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(get_runtime().pool, fn, *args)

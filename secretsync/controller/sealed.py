@@ -1,0 +1,315 @@
+"""kopf handlers for SealedSecrets and the Secrets they manage (self-healing).
+
+Thin by design: every decision is made by ``secretsync.reconcile.sealed`` (what the Secret
+should be, why it cannot be) and ``secretsync.reconcile.secrets`` (may we touch the existing
+Secret, what minimal patch, does the status need a write). This module does the I/O: API calls
+in threads, RSA on the shared pool, status, Events, metrics.
+
+Only ``on.event`` handlers are used, so kopf stores nothing on the objects (no progress or
+diff-base annotations -- on a Secret those would be copies of its data). Decrypted values are
+cached per SealedSecret generation so that the Secret watch can tell "our own write" from "an
+edit to undo" without another RSA operation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from secretsync import api
+from secretsync.controller import metrics
+from secretsync.controller.runtime import Runtime, get_runtime
+from secretsync.errors import CryptoError, KubeConflict, KubeError, SecretSyncError
+from secretsync.reconcile import sealed as rs
+from secretsync.reconcile.secrets import (
+    controller_ref,
+    ownership,
+    plan_secret,
+    status_patch,
+    synced_condition,
+)
+
+log = logging.getLogger("secretsync.sealed")
+
+SEALED_GROUPS = {api.GROUP: api.VERSION}
+_RETRY_REASONS = {rs.REASON_DECRYPT_FAILED, rs.REASON_NO_KEYS, rs.REASON_SCOPE_MISMATCH}
+_TRANSIENT_BACKOFF = (2.0, 5.0, 10.0, 30.0, 60.0)
+
+Ref = tuple[str, str, str]  # (apiVersion, namespace, name)
+
+
+@dataclass
+class _Cached:
+    key: tuple[Any, ...]
+    desired: dict[str, Any]
+
+
+_cache: dict[str, _Cached] = {}  # SealedSecret uid -> desired Secret of its current spec
+_locks: dict[tuple[str, str], asyncio.Lock] = {}
+_retries: dict[Ref, asyncio.Task[None]] = {}
+
+
+def _ref(obj: Mapping[str, Any]) -> Ref:
+    meta = obj.get("metadata") or {}
+    return (str(obj.get("apiVersion")), str(meta.get("namespace")), str(meta.get("name")))
+
+
+def _what(obj: Mapping[str, Any]) -> str:
+    meta = obj.get("metadata") or {}
+    return f"{obj.get('kind', 'SealedSecret')} {meta.get('namespace')}/{meta.get('name')}"
+
+
+def _lock(ns: str, name: str) -> asyncio.Lock:
+    lock = _locks.get((ns, name))
+    if lock is None:
+        lock = _locks[(ns, name)] = asyncio.Lock()
+    return lock
+
+
+def _gvp(obj: Mapping[str, Any]) -> tuple[str, str, str]:
+    group, _, version = str(obj.get("apiVersion")).partition("/")
+    return group, version, api.PLURAL_SEALED
+
+
+# --- the reconcile --------------------------------------------------------------------------
+
+
+async def _desired(rt: Runtime, obj: Mapping[str, Any]) -> dict[str, Any]:
+    """Decrypt (or reuse the cached result for this generation) and render; SealFailure."""
+    prepared = rs.prepare(obj)
+    meta = obj.get("metadata") or {}
+    # spec changes bump the generation; scope and hint live in metadata. A new key cannot
+    # change what an item decrypts to, so successes stay valid across key changes.
+    key = (meta.get("generation"), prepared.label, prepared.hint)
+    uid = str(meta.get("uid"))
+    cached = _cache.get(uid)
+    if cached is not None and cached.key == key:
+        return cached.desired
+    loop = asyncio.get_running_loop()
+    names = list(prepared.items)
+    futures = [
+        loop.run_in_executor(rt.pool, rs.decrypt_one, rt.keys.registry, prepared, n)
+        for n in names
+    ]
+    results = await asyncio.gather(*futures)
+    values: dict[str, bytes] = {}
+    for n, result in zip(names, results, strict=True):
+        if isinstance(result, CryptoError):
+            raise await loop.run_in_executor(
+                rt.pool, rs.explain_failure, rt.keys.registry, prepared, n, result)
+        values[n] = result
+    metrics.ITEMS_DECRYPTED.inc(len(values))
+    desired = rs.desired_secret(obj, prepared, values)
+    _cache[uid] = _Cached(key, desired)
+    return desired
+
+
+async def _apply(rt: Runtime, obj: Mapping[str, Any], desired: dict[str, Any]) -> str:
+    """Bring the Secret in line; returns the action taken ("none" when nothing changed)."""
+    ns, name = desired["metadata"]["namespace"], desired["metadata"]["name"]
+    kube = rt.kube
+    for _attempt in range(3):
+        existing = await asyncio.to_thread(kube.get_secret, ns, name)
+        if existing is not None and ownership(existing, obj) == "foreign":
+            raise rs.SealFailure(
+                f"Secret {ns}/{name} exists and is not managed by secretsync; annotate it "
+                f'{api.ANN_MANAGED}="true" to hand it over',
+                reason=rs.REASON_UNMANAGED,
+            )
+        plan = plan_secret(existing, desired)
+        try:
+            if plan.action == "create":
+                await asyncio.to_thread(kube.create_secret, ns, desired)
+            elif plan.action == "patch":
+                assert plan.patch is not None
+                await asyncio.to_thread(kube.patch_secret, ns, name, plan.patch)
+            elif plan.action == "recreate":
+                await asyncio.to_thread(kube.delete_secret, ns, name)
+                await asyncio.to_thread(kube.create_secret, ns, desired)
+        except KubeConflict:
+            continue  # created or changed under us: look again
+        if plan.action != "none":
+            metrics.SECRET_WRITES.labels(plan.action).inc()
+            log.info("%s: Secret %s (%s)", _what(obj),
+                     {"create": "created", "patch": "updated", "recreate": "recreated"}[
+                         plan.action], ", ".join(plan.changed))
+        return plan.action
+    raise KubeConflict(f"Secret {ns}/{name} kept changing while being written")
+
+
+async def _set_status(
+    rt: Runtime, obj: Mapping[str, Any], ok: bool, reason: str, message: str
+) -> bool:
+    """Write status only if it changes; True when written."""
+    meta = obj.get("metadata") or {}
+    new = status_patch(obj.get("status"), generation=meta.get("generation"),
+                       condition=synced_condition(ok, reason, message))
+    if new is None:
+        return False
+    group, version, plural = _gvp(obj)
+    await asyncio.to_thread(rt.kube.patch_custom_status, group, version, plural,
+                            meta.get("namespace"), str(meta.get("name")), new)
+    return True
+
+
+async def _event(rt: Runtime, obj: Mapping[str, Any], reason: str, message: str,
+                 warning: bool = False) -> None:
+    try:
+        await asyncio.to_thread(rt.kube.create_event, obj, reason=reason, message=message,
+                                type_="Warning" if warning else "Normal")
+    except KubeError as exc:
+        log.warning("%s: could not post event: %s", _what(obj), exc.message)
+
+
+async def reconcile(obj: Mapping[str, Any], *, restored: bool = False) -> None:
+    """One SealedSecret: desired Secret, apply, status, event. Never raises."""
+    rt = get_runtime()
+    meta = obj.get("metadata") or {}
+    if meta.get("deletionTimestamp"):
+        return
+    ref = _ref(obj)
+    async with _lock(ref[1], ref[2]):
+        started = time.perf_counter()
+        try:
+            desired = await _desired(rt, obj)
+            action = await _apply(rt, obj, desired)
+            rt.retry_on_new_key.discard(ref)
+            message = f"Secret {desired['metadata']['name']} is in sync"
+            await _set_status(rt, obj, True, rs.REASON_UNSEALED, message)
+            if action != "none":
+                if restored:
+                    metrics.SECRETS_RESTORED.inc()
+                verb = "restored" if restored else {
+                    "create": "created", "patch": "updated", "recreate": "recreated"}[action]
+                await _event(rt, obj, rs.REASON_UNSEALED,
+                             f"Secret {desired['metadata']['name']} {verb}")
+            metrics.UNSEAL_TOTAL.labels("ok").inc()
+        except rs.SealFailure as exc:
+            metrics.UNSEAL_TOTAL.labels("error").inc()
+            metrics.UNSEAL_ERRORS.labels(exc.reason).inc()
+            if exc.reason in _RETRY_REASONS:
+                rt.retry_on_new_key.add(ref)
+            log.warning("%s: %s: %s", _what(obj), exc.reason, exc.message)
+            try:
+                if await _set_status(rt, obj, False, exc.reason, exc.message):
+                    await _event(rt, obj, exc.reason, exc.message, warning=True)
+            except KubeError as kexc:
+                log.warning("%s: could not write status: %s", _what(obj), kexc.message)
+        except KubeError as exc:
+            metrics.UNSEAL_TOTAL.labels("error").inc()
+            metrics.UNSEAL_ERRORS.labels(exc.reason).inc()
+            log.warning("%s: API error, will retry: %s", _what(obj), exc.message)
+            try:
+                await _set_status(rt, obj, False, exc.reason, exc.message)
+            except KubeError:
+                pass
+            _schedule_retry(ref)
+        except SecretSyncError as exc:  # anything else typed: report, do not crash
+            metrics.UNSEAL_TOTAL.labels("error").inc()
+            metrics.UNSEAL_ERRORS.labels(exc.reason).inc()
+            log.warning("%s: %s: %s", _what(obj), exc.reason, exc.message)
+        finally:
+            metrics.UNSEAL_SECONDS.observe(time.perf_counter() - started)
+
+
+async def reconcile_ref(ref: Ref, *, restored: bool = False) -> None:
+    """Re-read a SealedSecret and reconcile it (retries, Secret watch, key changes)."""
+    rt = get_runtime()
+    group, _, version = ref[0].partition("/")
+    try:
+        obj = await asyncio.to_thread(rt.kube.get_custom, group, version, api.PLURAL_SEALED,
+                                      ref[1], ref[2])
+    except KubeError as exc:
+        log.warning("cannot read %s %s/%s: %s", ref[0], ref[1], ref[2], exc.message)
+        _schedule_retry(ref)
+        return
+    if obj is None:
+        return
+    await reconcile(obj, restored=restored)
+
+
+def _schedule_retry(ref: Ref, attempt: int = 0) -> None:
+    if ref in _retries and not _retries[ref].done():
+        return
+    delay = _TRANSIENT_BACKOFF[min(attempt, len(_TRANSIENT_BACKOFF) - 1)]
+
+    async def later() -> None:
+        await asyncio.sleep(delay)
+        _retries.pop(ref, None)
+        await reconcile_ref(ref)
+
+    _retries[ref] = asyncio.get_running_loop().create_task(later())
+
+
+async def retry_after_key_change() -> None:
+    rt = get_runtime()
+    metrics.KEY_COUNT.set(len(rt.keys.registry))
+    for ref in list(rt.retry_on_new_key):
+        await reconcile_ref(ref)
+
+
+# --- kopf handlers --------------------------------------------------------------------------
+
+
+async def on_sealed_event(event: Mapping[str, Any], body: Any, **_: Any) -> None:
+    obj = _plain(event.get("object", body))
+    if event.get("type") == "DELETED":
+        _cache.pop(str((obj.get("metadata") or {}).get("uid")), None)
+        get_runtime().retry_on_new_key.discard(_ref(obj))
+        return  # the Secret goes with it: ownerReference garbage collection
+    await reconcile(obj)
+
+
+async def on_secret_event(event: Mapping[str, Any], body: Any, **_: Any) -> None:
+    """Self-healing: a managed Secret was deleted or edited -> restore it from its owner."""
+    secret = _plain(event.get("object", body))
+    ref = controller_ref(secret)
+    if ref is None or ref.get("kind") != api.KIND_SEALED:
+        return
+    group = str(ref.get("apiVersion", "")).partition("/")[0]
+    if group not in SEALED_GROUPS:
+        return
+    meta = secret.get("metadata") or {}
+    cached = _cache.get(str(ref.get("uid")))
+    kind = event.get("type")
+    if kind != "DELETED":
+        if cached is None:
+            if kind is None:
+                return  # initial listing: the SealedSecret's own initial event covers it
+        elif plan_secret(secret, cached.desired).action == "none":
+            return  # our own write, or an unrelated change we do not track
+    owner_ref: Ref = (str(ref.get("apiVersion")), str(meta.get("namespace")), str(ref.get("name")))
+    log.info("Secret %s/%s was %s; restoring it from its SealedSecret",
+             meta.get("namespace"), meta.get("name"),
+             "deleted" if kind == "DELETED" else "changed")
+    await reconcile_ref(owner_ref, restored=True)
+
+
+def _plain(body: Any) -> dict[str, Any]:
+    """kopf's Body -> a plain dict (kopf bodies are read-only views over the raw dict)."""
+    if isinstance(body, dict):
+        return body
+    raw = getattr(body, "_src", None)
+    if isinstance(raw, dict):
+        return raw
+    return {k: body[k] for k in body}
+
+
+def register(registry: Any, *, bitnami: bool = False) -> None:
+    import kopf
+
+    kopf.on.event(api.GROUP, api.VERSION, api.PLURAL_SEALED,
+                  registry=registry)(on_sealed_event)
+    if bitnami:
+        SEALED_GROUPS[api.BITNAMI_GROUP] = "v1alpha1"
+        kopf.on.event(api.BITNAMI_GROUP, "v1alpha1", api.PLURAL_SEALED,
+                      registry=registry)(on_sealed_event)
+    kopf.on.event("", "v1", "secrets", registry=registry,
+                  labels={api.LABEL_MANAGED_BY: api.MANAGED_BY_VALUE})(on_secret_event)
+    rt = get_runtime()
+    rt.keys.on_change(retry_after_key_change)
+    metrics.KEY_COUNT.set(len(rt.keys.registry))
