@@ -1,0 +1,128 @@
+"""Pure Secret helpers shared by both reconcilers: ownership, minimal patches, no-churn status."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+
+from secretsync import api
+from secretsync.reconcile.secrets import (
+    build_secret,
+    ownership,
+    plan_secret,
+    status_patch,
+    synced_condition,
+)
+
+OWNER = {
+    "apiVersion": "secretsync.io/v1alpha1",
+    "kind": "SealedSecret",
+    "metadata": {"name": "db", "namespace": "app", "uid": "uid-1"},
+}
+
+
+def desired(**kw: object) -> dict:
+    args: dict = {"name": "db", "namespace": "app", "data": {"password": b"s3cret"},
+                  "owner": OWNER}
+    args.update(kw)
+    return build_secret(**args)
+
+
+def test_build_secret_sets_owner_label_and_encodes() -> None:
+    s = desired(labels={"team": "a"}, type_="kubernetes.io/basic-auth", immutable=True)
+    assert s["data"] == {"password": base64.b64encode(b"s3cret").decode()}
+    assert s["metadata"]["labels"] == {"team": "a", api.LABEL_MANAGED_BY: api.MANAGED_BY_VALUE}
+    ref = s["metadata"]["ownerReferences"][0]
+    assert ref == {"apiVersion": "secretsync.io/v1alpha1", "kind": "SealedSecret",
+                   "name": "db", "uid": "uid-1", "controller": True}
+    assert s["type"] == "kubernetes.io/basic-auth"
+    assert s["immutable"] is True
+
+
+def test_user_label_cannot_drop_managed_by() -> None:
+    s = desired(labels={api.LABEL_MANAGED_BY: "helm"})
+    assert s["metadata"]["labels"][api.LABEL_MANAGED_BY] == api.MANAGED_BY_VALUE
+
+
+def test_ownership() -> None:
+    ours = desired()
+    assert ownership(ours, OWNER) == "owned"
+    earlier = desired()
+    earlier["metadata"]["ownerReferences"][0]["uid"] = "old-uid"
+    assert ownership(earlier, OWNER) == "owned"  # re-applied owner, GC not yet run
+    other = desired()
+    other["metadata"]["ownerReferences"][0].update(kind="ExternalSecret", uid="u2",
+                                                   apiVersion="secretsync.io/v1alpha1")
+    assert ownership(other, OWNER) == "foreign"
+    plain = {"metadata": {"name": "db", "namespace": "app"}}
+    assert ownership(plain, OWNER) == "foreign"
+    handed = {"metadata": {"name": "db", "annotations": {api.ANN_MANAGED: "true"}}}
+    assert ownership(handed, OWNER) == "handover"
+    no = {"metadata": {"name": "db", "annotations": {api.ANN_MANAGED: "false"}}}
+    assert ownership(no, OWNER) == "foreign"
+
+
+def test_plan_none_when_equal_even_with_server_fields() -> None:
+    want = desired()
+    have = desired()
+    have["metadata"].update(uid="x", resourceVersion="5", creationTimestamp="t",
+                            annotations={"kubectl.kubernetes.io/last-applied-configuration": "{}"})
+    assert plan_secret(have, want).action == "none"
+
+
+def test_plan_create_and_patch_data() -> None:
+    want = desired()
+    assert plan_secret(None, want).action == "create"
+    have = desired(data={"password": b"edited", "extra": b"x"})
+    plan = plan_secret(have, want)
+    assert plan.action == "patch"
+    assert plan.patch == {"data": {"password": want["data"]["password"], "extra": None}}
+    assert plan.changed == ("data",)
+
+
+def test_plan_restores_labels_annotations_and_owner() -> None:
+    want = desired(labels={"team": "a"}, annotations={"note": "n"})
+    have = desired(labels={"team": "b", "added": "x"}, annotations={})
+    have["metadata"].pop("ownerReferences")
+    plan = plan_secret(have, want)
+    assert plan.action == "patch"
+    meta = plan.patch["metadata"]
+    assert meta["labels"] == {"team": "a", "added": None}
+    assert meta["annotations"] == {"note": "n"}
+    assert meta["ownerReferences"][0]["uid"] == "uid-1"
+    assert "data" not in plan.patch
+
+
+def test_plan_recreate_on_type_or_immutable() -> None:
+    want = desired(type_="kubernetes.io/tls")
+    assert plan_secret(desired(), want).action == "recreate"
+    frozen = desired(immutable=True, data={"password": b"old"})
+    assert plan_secret(frozen, desired(immutable=True)).action == "recreate"
+    assert plan_secret(desired(immutable=True), desired(immutable=True)).action == "none"
+
+
+def test_plan_never_puts_values_in_changed() -> None:
+    plan = plan_secret(desired(data={"password": b"other"}), desired())
+    assert all("s3cret" not in c and "other" not in c for c in plan.changed)
+
+
+def test_status_patch_no_churn_and_transition_time() -> None:
+    t0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    cond = synced_condition(True, "Unsealed", "ok")
+    first = status_patch(None, generation=1, condition=cond, now=t0)
+    assert first is not None
+    assert first["observedGeneration"] == 1
+    c = first["conditions"][0]
+    assert (c["type"], c["status"], c["reason"]) == ("Synced", "True", "Unsealed")
+    assert c["lastTransitionTime"] == "2026-01-01T00:00:00Z"
+    later = t0 + dt.timedelta(hours=1)
+    assert status_patch(first, generation=1, condition=cond, now=later) is None
+    # new generation, same condition: write, keep the transition time
+    second = status_patch(first, generation=2, condition=cond, now=later)
+    assert second is not None
+    assert second["conditions"][0]["lastTransitionTime"] == "2026-01-01T00:00:00Z"
+    # flip to False: new transition time
+    bad = status_patch(second, generation=2, condition=synced_condition(False, "X", "m"),
+                       now=later)
+    assert bad is not None
+    assert bad["conditions"][0]["lastTransitionTime"] == "2026-01-01T01:00:00Z"
