@@ -1,4 +1,4 @@
-"""`python -m sandbox up|down|status|env`: the local sandbox behind `make dev` / `make dev-down`."""
+"""`python -m sandbox build|up|down|status|env`: the sandbox behind `make dev` / `make dev-down`."""
 
 from __future__ import annotations
 
@@ -10,8 +10,17 @@ from sandbox import builder, launcher, paths, proc
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m sandbox", description=__doc__)
-    ap.add_argument("command", choices=["up", "down", "status", "env"])
+    ap.add_argument("command", choices=["build", "up", "down", "status", "env"])
     args = ap.parse_args(argv)
+    if args.command == "build":
+        try:
+            took = launcher.build_all()
+        except builder.BuildError as exc:
+            print(f"sandbox: {exc}", file=sys.stderr)
+            return 1
+        for name, secs in took.items():
+            print(f"sandbox: {name:12} {secs:7.1f}s")
+        return 0
     if args.command == "up":
         try:
             launcher.up()

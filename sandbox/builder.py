@@ -53,7 +53,8 @@ def _run(cmd: list[str], cwd: Path, log: Path, env: dict[str, str] | None = None
             cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, env=full_env
         ).returncode
     if rc != 0:
-        raise BuildError(f"`{' '.join(cmd[:3])} ...` failed (exit {rc}); see {log}")
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
+        raise BuildError(f"`{' '.join(cmd[:3])} ...` failed (exit {rc}); {log} ends:\n{tail}")
 
 
 def _build_log(name: str) -> Path:

@@ -130,7 +130,7 @@ def running() -> Sandbox | None:
 
 def build_all() -> dict[str, float]:
     """Build or fetch every binary (no-ops when cached); name -> seconds."""
-    took = {}
+    took: dict[str, float] = {}
     steps: list[tuple[str, Callable[[], object]]] = [
         ("etcd", builder.ensure_etcd),
         ("kubernetes", builder.ensure_kube),
@@ -152,7 +152,7 @@ def _wipe() -> None:
         proc.stop(stale)
     for p in (paths.STATE, paths.RUN):
         shutil.rmtree(p, ignore_errors=True)
-    for f in (STATE_FILE, paths.ENV_FILE):
+    for f in (STATE_FILE, paths.ENV_FILE, paths.DEV / "kubeconfig"):
         f.unlink(missing_ok=True)
 
 
@@ -223,6 +223,6 @@ def down() -> list[str]:
         proc.stop(procs)
         for p in (paths.STATE, paths.RUN):
             shutil.rmtree(p, ignore_errors=True)
-        for f in (STATE_FILE, paths.ENV_FILE):
+        for f in (STATE_FILE, paths.ENV_FILE, paths.DEV / "kubeconfig"):
             f.unlink(missing_ok=True)
         return [p.name for p in procs]

@@ -313,3 +313,34 @@ def test_azure_key_vault_round_trip_with_secret_client(
     with pytest.raises(ResourceNotFoundError):
         kv.get_secret(name)
     kv.purge_deleted_secret(name)
+
+
+def test_component_that_dies_fails_with_its_log_tail() -> None:
+    name = f"t-dies-{uuid.uuid4().hex[:6]}"
+    p = proc.spawn(name, ["sh", "-c", "echo 'bind: address already in use' >&2; exit 3"])
+    try:
+        with pytest.raises(proc.ComponentError) as err:
+            proc.wait_until(name, p, lambda: False, timeout=10)
+        assert "exited during start-up" in str(err.value)
+        assert "bind: address already in use" in str(err.value)
+    finally:
+        proc.stop([p])
+
+
+def test_stop_ends_the_whole_process_group_and_spares_reused_pids() -> None:
+    name = f"t-group-{uuid.uuid4().hex[:6]}"
+    p = proc.spawn(name, ["sh", "-c", "sleep 300 & echo $! > child.pid; wait"],
+                   cwd=Path(proc.log_path(name)).parent)
+    pidfile = proc.log_path(name).parent / "child.pid"
+    _eventually(lambda: pidfile.exists() and pidfile.read_text().strip() != "", 10, "child")
+    child = int(pidfile.read_text())
+    pidfile.unlink()
+    impostor = proc.Proc("impostor", p.pid, "1")  # same PID, different start time
+    assert not impostor.alive()
+    proc.stop([impostor])
+    assert p.alive()
+    proc.stop([p])
+    assert not p.alive()
+    _eventually(lambda: not Path(f"/proc/{child}").exists()
+                or "Z" in Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[0],
+                10, "the child to end")
