@@ -76,6 +76,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--key-poll-interval", type=float, default=10.0,
                         help="seconds between re-reads of the key Secrets (new keys are used "
                              "without a restart)")
+    parser.add_argument("--retry-interval", type=_duration, default=_duration("30s"),
+                        help="re-try SealedSecrets that failed (e.g. an unmanaged Secret that "
+                             "was since handed over) this often")
     parser.add_argument("--bitnami-compat", action="store_true",
                         help="also reconcile bitnami.com/v1alpha1 SealedSecrets")
     parser.add_argument("--import-bitnami-keys", action="store_true",
@@ -197,7 +200,9 @@ def _register(args: argparse.Namespace) -> Any:
             importlib.import_module(name)
         except ModuleNotFoundError as exc:
             if exc.name != name:
-                raise
+                log.error("handlers of %s disabled: missing module %s", name, exc.name)
+        except Exception as exc:  # keep unsealing even if another engine cannot load
+            log.error("handlers of %s disabled: %s: %s", name, type(exc).__name__, exc)
     return registry
 
 
@@ -217,7 +222,12 @@ async def _operate(args: argparse.Namespace, rt: Any, elector: Any) -> int:
         stop_flag=stop,
         ready_flag=ready,
     ), name="kopf")
-    background = [asyncio.create_task(rt.keys.run_background(), name="keys")]
+    from secretsync.controller.sealed import requeue_failed
+
+    background = [
+        asyncio.create_task(rt.keys.run_background(), name="keys"),
+        asyncio.create_task(requeue_failed(float(args.retry_interval)), name="requeue"),
+    ]
     keeper = asyncio.create_task(elector.keep(), name="lease") if elector else None
 
     async def _mark_ready() -> None:

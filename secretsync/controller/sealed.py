@@ -51,6 +51,7 @@ class _Cached:
 _cache: dict[str, _Cached] = {}  # SealedSecret uid -> desired Secret of its current spec
 _locks: dict[tuple[str, str], asyncio.Lock] = {}
 _retries: dict[Ref, asyncio.Task[None]] = {}
+_failed: dict[Ref, str] = {}  # objects whose last reconcile failed -> reason
 
 
 def _ref(obj: Mapping[str, Any]) -> Ref:
@@ -178,6 +179,7 @@ async def reconcile(obj: Mapping[str, Any], *, restored: bool = False) -> None:
             desired = await _desired(rt, obj)
             action = await _apply(rt, obj, desired)
             rt.retry_on_new_key.discard(ref)
+            _failed.pop(ref, None)
             message = f"Secret {desired['metadata']['name']} is in sync"
             await _set_status(rt, obj, True, rs.REASON_UNSEALED, message)
             if action != "none":
@@ -193,6 +195,7 @@ async def reconcile(obj: Mapping[str, Any], *, restored: bool = False) -> None:
             metrics.UNSEAL_ERRORS.labels(exc.reason).inc()
             if exc.reason in _RETRY_REASONS:
                 rt.retry_on_new_key.add(ref)
+            _failed[ref] = exc.reason
             log.warning("%s: %s: %s", _what(obj), exc.reason, exc.message)
             try:
                 if await _set_status(rt, obj, False, exc.reason, exc.message):
@@ -228,6 +231,7 @@ async def reconcile_ref(ref: Ref, *, restored: bool = False) -> None:
         _schedule_retry(ref)
         return
     if obj is None:
+        _failed.pop(ref, None)
         return
     await reconcile(obj, restored=restored)
 
@@ -252,6 +256,16 @@ async def retry_after_key_change() -> None:
         await reconcile_ref(ref)
 
 
+async def requeue_failed(interval: float) -> None:
+    """Re-try failed objects now and then: an unmanaged Secret may have been handed over
+    (annotations on a Secret we do not manage are invisible to our label-filtered watch), a
+    template fixed elsewhere, a key imported. A retry that fails the same way writes nothing."""
+    while True:
+        await asyncio.sleep(interval)
+        for ref in list(_failed):
+            await reconcile_ref(ref)
+
+
 # --- kopf handlers --------------------------------------------------------------------------
 
 
@@ -260,6 +274,7 @@ async def on_sealed_event(event: Mapping[str, Any], body: Any, **_: Any) -> None
     if event.get("type") == "DELETED":
         _cache.pop(str((obj.get("metadata") or {}).get("uid")), None)
         get_runtime().retry_on_new_key.discard(_ref(obj))
+        _failed.pop(_ref(obj), None)
         return  # the Secret goes with it: ownerReference garbage collection
     await reconcile(obj)
 
