@@ -1,0 +1,369 @@
+"""Pure ExternalSecret reconcile: assembling fetched values, the desired Secret, the write plan
+(no churn), drift detection and status."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import pytest
+
+from secretsync import api
+from secretsync.errors import BackendUnavailable, InvalidInput, InvalidTemplate, SecretNotFound
+from secretsync.reconcile import external as rx
+from secretsync.reconcile.external_spec import parse_spec
+from secretsync.reconcile.external_status import build_status, condition_changed, status_patch
+
+UID = "1234-uid"
+
+
+def es(spec: dict[str, Any], **status: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": api.API_VERSION,
+        "kind": "ExternalSecret",
+        "metadata": {"name": "app", "namespace": "ns", "uid": UID, "generation": 1},
+        "spec": {"secretStoreRef": {"name": "v"}, **spec},
+        "status": status,
+    }
+
+
+def b64(v: bytes) -> str:
+    return base64.b64encode(v).decode()
+
+
+def test_fetch_plan_dedupes_and_orders() -> None:
+    spec = parse_spec(
+        es(
+            {
+                "data": [
+                    {"secretKey": "a", "remoteRef": {"key": "db", "property": "u"}},
+                    {"secretKey": "b", "remoteRef": {"key": "db", "property": "u"}},
+                    {"secretKey": "c", "remoteRef": {"key": "db", "property": "p"}},
+                ],
+                "dataFrom": [{"extract": {"key": "cfg"}}, {"find": {"path": "x"}}],
+            }
+        )
+    )
+    plan = rx.fetch_plan(spec)
+    assert [f.op for f in plan] == ["get_map", "find", "get", "get"]
+    assert len({hash(f) for f in plan}) == 4
+
+
+def test_assemble_data_wins_over_datafrom_and_decodes() -> None:
+    spec = parse_spec(
+        es(
+            {
+                "data": [
+                    {"secretKey": "a", "remoteRef": {"key": "k1", "decodingStrategy": "Base64"}},
+                    {
+                        "secretKey": "url",
+                        "remoteRef": {"key": "k2", "decodingStrategy": "Base64URL"},
+                    },
+                    {"secretKey": "auto", "remoteRef": {"key": "k3", "decodingStrategy": "Auto"}},
+                    {"secretKey": "plain", "remoteRef": {"key": "k4", "decodingStrategy": "Auto"}},
+                ],
+                "dataFrom": [
+                    {"extract": {"key": "m"}},
+                    {
+                        "find": {"path": "team"},
+                        "rewrite": [{"regexp": {"source": "^team_", "target": "t-"}}],
+                    },
+                ],
+            }
+        )
+    )
+    results: dict[rx.Fetch, rx.FetchResult] = {
+        rx.Fetch("get_map", "m"): {"a": b"from-map", "x": b"1"},
+        rx.Fetch("find", path="team"): {"team/db": b"d"},
+        rx.Fetch("get", "k1"): base64.b64encode(b"\x00\xffbin"),
+        rx.Fetch("get", "k2"): base64.urlsafe_b64encode(b"\xfb\xff").rstrip(b"="),
+        rx.Fetch("get", "k3"): base64.b64encode(b"auto!"),
+        rx.Fetch("get", "k4"): b"not base64 !",
+    }
+    out = rx.assemble(spec, results)
+    assert out.data == {
+        "a": b"\x00\xffbin",
+        "x": b"1",
+        "t-db": b"d",
+        "url": b"\xfb\xff",
+        "auto": b"auto!",
+        "plain": b"not base64 !",
+    }
+    assert out.missing == ()
+
+
+def test_assemble_bad_base64_names_key_not_value() -> None:
+    spec = parse_spec(
+        es({"data": [{"secretKey": "a", "remoteRef": {"key": "k", "decodingStrategy": "Base64"}}]})
+    )
+    with pytest.raises(InvalidInput) as info:
+        rx.assemble(spec, {rx.Fetch("get", "k"): b"s3cr3t-not-b64!"})
+    assert "spec.data[0]" in str(info.value) and "s3cr3t" not in str(info.value)
+
+
+def test_assemble_raises_first_error_under_retain() -> None:
+    spec = parse_spec(
+        es(
+            {
+                "data": [
+                    {"secretKey": "a", "remoteRef": {"key": "k"}},
+                    {"secretKey": "b", "remoteRef": {"key": "j"}},
+                ]
+            }
+        )
+    )
+    with pytest.raises(BackendUnavailable):
+        rx.assemble(
+            spec, {rx.Fetch("get", "k"): b"1", rx.Fetch("get", "j"): BackendUnavailable("down")}
+        )
+    with pytest.raises(SecretNotFound):
+        rx.assemble(spec, {rx.Fetch("get", "k"): b"1", rx.Fetch("get", "j"): SecretNotFound("x")})
+
+
+@pytest.mark.parametrize("policy", ["Delete", "Merge"])
+def test_assemble_skips_missing_under_delete_and_merge(policy: str) -> None:
+    spec = parse_spec(
+        es(
+            {
+                "target": {"deletionPolicy": policy},
+                "data": [
+                    {"secretKey": "a", "remoteRef": {"key": "k"}},
+                    {"secretKey": "b", "remoteRef": {"key": "j"}},
+                ],
+            }
+        )
+    )
+    out = rx.assemble(spec, {rx.Fetch("get", "k"): b"1", rx.Fetch("get", "j"): SecretNotFound("x")})
+    assert out.data == {"a": b"1"} and len(out.missing) == 1
+
+
+def test_invalid_rewritten_key_is_rejected() -> None:
+    spec = parse_spec(
+        es(
+            {
+                "dataFrom": [
+                    {
+                        "extract": {"key": "m"},
+                        "rewrite": [{"regexp": {"source": "a", "target": "a b"}}],
+                    }
+                ]
+            }
+        )
+    )
+    with pytest.raises(InvalidInput) as info:
+        rx.assemble(spec, {rx.Fetch("get_map", "m"): {"a": b"1"}})
+    assert "not a valid Secret key" in str(info.value)
+
+
+def test_template_replace_and_merge() -> None:
+    base = {"data": [{"secretKey": "pw", "remoteRef": {"key": "k"}}]}
+    spec = parse_spec(
+        es(
+            {
+                **base,
+                "target": {
+                    "template": {
+                        "data": {"dsn": "postgres://u:{{ pw }}@db", "b": "{{ pw | b64enc }}"}
+                    }
+                },
+            }
+        )
+    )
+    assert rx.render(spec, {"pw": b"x"}) == {"dsn": b"postgres://u:x@db", "b": b"eA=="}
+    spec = parse_spec(
+        es({**base, "target": {"template": {"mergePolicy": "Merge", "data": {"dsn": "{{ pw }}!"}}}})
+    )
+    assert rx.render(spec, {"pw": b"x"}) == {"pw": b"x", "dsn": b"x!"}
+    spec = parse_spec(es({**base, "target": {"template": {"data": {"d": "{{ nope }}"}}}}))
+    with pytest.raises(InvalidTemplate):
+        rx.render(spec, {"pw": b"x"})
+
+
+def desired_for(spec_d: dict[str, Any], data: dict[str, bytes]) -> tuple[Any, dict[str, Any]]:
+    obj = es(spec_d)
+    spec = parse_spec(obj)
+    return spec, rx.desired_secret(obj, spec, data)
+
+
+DATA = {"data": [{"secretKey": "pw", "remoteRef": {"key": "k"}}]}
+
+
+def test_desired_secret_owner() -> None:
+    _spec, d = desired_for(
+        {
+            **DATA,
+            "target": {
+                "template": {
+                    "type": "kubernetes.io/basic-auth",
+                    "metadata": {"labels": {"team": "a"}, "annotations": {"x": "y"}},
+                }
+            },
+        },
+        {"pw": b"1"},
+    )
+    meta = d["metadata"]
+    assert meta["labels"] == {"team": "a", api.LABEL_MANAGED_BY: api.MANAGED_BY_VALUE}
+    assert meta["annotations"][rx.ANN_OWNER] == "app" and meta["annotations"]["x"] == "y"
+    assert meta["annotations"][api.ANN_DATA_HASH] == rx.data_hash(
+        {"pw": b"1"}, "kubernetes.io/basic-auth", UID
+    )
+    assert meta["ownerReferences"][0]["uid"] == UID and d["type"] == "kubernetes.io/basic-auth"
+    assert d["data"] == {"pw": b64(b"1")}
+
+
+def test_hash_depends_on_data_type_and_uid() -> None:
+    h = rx.data_hash({"a": b"1"}, "Opaque", "u")
+    assert h != rx.data_hash({"a": b"2"}, "Opaque", "u")
+    assert h != rx.data_hash({"a": b"1"}, "kubernetes.io/tls", "u")
+    assert h != rx.data_hash({"a": b"1"}, "Opaque", "v")
+    assert h != rx.data_hash({"a1": b""}, "Opaque", "u")
+    assert "1" not in h[:0]  # no value inside by construction; hash is hex
+    assert len(h) == 40
+
+
+def test_plan_no_churn_when_equal() -> None:
+    spec, d = desired_for(DATA, {"pw": b"1"})
+    existing = json.loads(json.dumps(d))
+    existing["metadata"]["annotations"]["other-tool"] = "kept"
+    existing["metadata"]["resourceVersion"] = "5"
+    assert rx.plan_secret(existing, d, spec, "app").action == "none"
+
+
+def test_plan_create_patch_recreate() -> None:
+    spec, d = desired_for(DATA, {"pw": b"1"})
+    assert rx.plan_secret(None, d, spec, "app").action == "create"
+    edited = json.loads(json.dumps(d))
+    edited["data"] = {"pw": b64(b"hand-edited"), "extra": b64(b"x")}
+    plan = rx.plan_secret(edited, d, spec, "app")
+    assert plan.action == "patch" and plan.body == {"data": {"extra": None, "pw": b64(b"1")}}
+    retyped = {**json.loads(json.dumps(d)), "type": "kubernetes.io/tls"}
+    assert rx.plan_secret(retyped, d, spec, "app").action == "recreate"
+    unlabelled = json.loads(json.dumps(d))
+    del unlabelled["metadata"]["labels"][api.LABEL_MANAGED_BY]
+    plan = rx.plan_secret(unlabelled, d, spec, "app")
+    assert plan.action == "patch" and plan.body == {
+        "metadata": {"labels": {api.LABEL_MANAGED_BY: api.MANAGED_BY_VALUE}}
+    }
+
+
+def test_plan_blocks_foreign_secret_and_allows_handover() -> None:
+    spec, d = desired_for(DATA, {"pw": b"1"})
+    foreign = {"metadata": {"name": "app", "annotations": {}}, "data": {"pw": b64(b"theirs")}}
+    plan = rx.plan_secret(foreign, d, spec, "app")
+    assert plan.action == "blocked" and "someone else" in plan.message
+    other = {"metadata": {"name": "app", "annotations": {rx.ANN_OWNER: "other"}}}
+    assert "'other'" in rx.plan_secret(other, d, spec, "app").message
+    handed = {
+        "metadata": {"name": "app", "annotations": {api.ANN_MANAGED: "true"}},
+        "data": {"pw": b64(b"theirs")},
+    }
+    assert rx.plan_secret(handed, d, spec, "app").action == "patch"
+
+
+def test_plan_merge_touches_only_our_keys() -> None:
+    spec, d = desired_for({**DATA, "target": {"creationPolicy": "Merge"}}, {"pw": b"1"})
+    assert rx.plan_secret(None, d, spec, "app").action == "blocked"
+    theirs = {
+        "metadata": {"name": "app", "labels": {"helm": "x"}},
+        "type": "kubernetes.io/tls",
+        "data": {"tls.crt": b64(b"c")},
+    }
+    plan = rx.plan_secret(theirs, d, spec, "app")
+    assert plan.action == "patch"
+    assert plan.body is not None and plan.body["data"] == {"pw": b64(b"1")}
+    assert plan.body["metadata"]["annotations"][rx.ANN_MANAGED_KEYS] == "pw"
+    assert "type" not in plan.body
+    merged = {
+        "metadata": {
+            "name": "app",
+            "labels": {**d["metadata"]["labels"]},
+            "annotations": {**d["metadata"]["annotations"], rx.ANN_MANAGED_KEYS: "old,pw"},
+        },
+        "type": "kubernetes.io/tls",
+        "data": {"tls.crt": b64(b"c"), "pw": b64(b"1"), "old": b64(b"o")},
+    }
+    plan = rx.plan_secret(merged, d, spec, "app")
+    assert plan.body is not None and plan.body["data"] == {"old": None}
+
+
+def test_plan_none_policy_and_immutable() -> None:
+    spec, d = desired_for({**DATA, "target": {"creationPolicy": "None"}}, {"pw": b"1"})
+    assert rx.plan_secret(None, d, spec, "app").action == "none"
+    spec, d = desired_for({**DATA, "target": {"immutable": True}}, {"pw": b"2"})
+    old = json.loads(json.dumps(d))
+    old["data"] = {"pw": b64(b"1")}
+    assert rx.plan_secret(old, d, spec, "app").action == "recreate"
+
+
+def synced(spec_d: dict[str, Any], data: dict[str, bytes]) -> tuple[Any, dict[str, Any], Any]:
+    spec, d = desired_for(spec_d, data)
+    obj = es(spec_d, syncedDataHash=d["metadata"]["annotations"][api.ANN_DATA_HASH])
+    return spec, d, obj
+
+
+def test_drift() -> None:
+    spec, d, obj = synced(DATA, {"pw": b"1"})
+    assert rx.drift(d, spec, obj) is None
+    assert rx.drift(None, spec, obj) == "target Secret deleted"
+    edited = json.loads(json.dumps(d))
+    edited["data"]["pw"] = b64(b"2")
+    assert rx.drift(edited, spec, obj) == "data or type edited"
+    retyped = {**json.loads(json.dumps(d)), "type": "kubernetes.io/tls"}
+    assert rx.drift(retyped, spec, obj) == "data or type edited"
+    relabelled = json.loads(json.dumps(d))
+    relabelled["metadata"]["labels"] = {}
+    assert rx.drift(relabelled, spec, obj) == "managed-by label removed"
+    spec_o, _d_o, obj_o = synced({**DATA, "target": {"creationPolicy": "Orphan"}}, {"pw": b"1"})
+    assert rx.drift(None, spec_o, obj_o) is None  # Orphan: no drift repair (documented)
+    never = es(DATA)
+    assert rx.drift(None, spec, never) is None
+
+
+def test_status_no_churn_and_transitions() -> None:
+    s1 = build_status(
+        None,
+        generation=1,
+        ready=True,
+        reason="Synced",
+        message="ok",
+        now="T1",
+        data_hash="h1",
+        target="app",
+    )
+    assert s1["lastChangeTime"] == "T1" and s1["conditions"][0]["lastTransitionTime"] == "T1"
+    s2 = build_status(
+        s1,
+        generation=1,
+        ready=True,
+        reason="Synced",
+        message="ok",
+        now="T2",
+        data_hash="h1",
+        target="app",
+    )
+    assert status_patch(s1, s2) is None, "same data later: no status write"
+    s3 = build_status(
+        s2,
+        generation=1,
+        ready=True,
+        reason="Synced",
+        message="ok",
+        now="T3",
+        data_hash="h2",
+        target="app",
+    )
+    assert status_patch(s1, s3) == {"syncedDataHash": "h2", "lastChangeTime": "T3"}
+    s4 = build_status(
+        s3,
+        generation=1,
+        ready=False,
+        reason="BackendUnavailable",
+        message="down\nsecond line",
+        now="T4",
+    )
+    assert s4["syncedDataHash"] == "h2", "a failure keeps the hash of what is in the Secret"
+    assert s4["conditions"][0]["message"] == "down"
+    assert condition_changed(s3, s4) and not condition_changed(s4, s4)
+    p = status_patch(s3, s4)
+    assert p is not None and list(p) == ["conditions"]
