@@ -204,7 +204,16 @@ class Vault:
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "sandbox-keyvault"
+    timeout = 120  # seconds an idle keep-alive connection may hold its thread
     vault: Vault  # set on the subclass made by serve()
+    tls: ssl.SSLContext
+
+    def setup(self) -> None:
+        # TLS handshake here, in the connection's own thread: a client that connects and stalls
+        # cannot block the accept loop
+        self.request.settimeout(self.timeout)
+        self.request = self.tls.wrap_socket(self.request, server_side=True)
+        super().setup()
 
     def log_message(self, format: str, *args: Any) -> None:
         # method and path only: request bodies (secret values) are never logged
@@ -290,13 +299,12 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def serve(port: int, cert: str, key: str, host: str = "127.0.0.1") -> ThreadingHTTPServer:
-    vault = Vault(f"https://{host}:{port}")
-    handler = type("Handler", (_Handler,), {"vault": vault})
-    httpd = ThreadingHTTPServer((host, port), handler)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_cert_chain(cert, key)
-    httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
+    vault = Vault(f"https://{host}:{port}")
+    handler = type("Handler", (_Handler,), {"vault": vault, "tls": ctx})
+    httpd = ThreadingHTTPServer((host, port), handler)
     httpd.daemon_threads = True
     print(f"azure key vault emulator listening on https://{host}:{port}", flush=True)
     return httpd

@@ -92,6 +92,7 @@ def _go_wrapper_build(
         (src / "go.mod").write_text(gomod)
         env = {"GOFLAGS": "-trimpath -buildvcs=false", "CGO_ENABLED": "0"}
         _run(["go", "get", *get], src, log, env)
+        paths.BIN_CACHE.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=paths.BIN_CACHE))
         try:
             for name, pkg in binaries.items():
