@@ -34,19 +34,24 @@ def read_input(path: str | None) -> tuple[bytes, str]:
         return fh.read(), path
 
 
-def atomic_write(path: str, data: bytes, *, mode: int | None = None) -> None:
+def atomic_write(
+    path: str, data: bytes, *, mode: int | None = None, keep_mode: bool = True
+) -> None:
     """Write ``data`` to ``path`` via a temp file in the same directory + ``os.replace``:
     readers see the old file or the new one, never half of one. An existing file keeps its
-    permission bits; a new one gets ``mode`` (default 0666 minus the umask)."""
+    permission bits (unless ``keep_mode`` is false); a new one gets ``mode`` (default 0666
+    minus the umask). The temp file is created 0600, so content is never exposed wider."""
     import stat
     import tempfile
 
     target = os.path.abspath(path)
     directory = os.path.dirname(target)
-    try:
-        keep = stat.S_IMODE(os.stat(target).st_mode)
-    except FileNotFoundError:
-        keep = None
+    keep: int | None = None
+    if keep_mode:
+        try:
+            keep = stat.S_IMODE(os.stat(target).st_mode)
+        except FileNotFoundError:
+            keep = None
     final_mode = keep if keep is not None else (mode if mode is not None else 0o666 & ~_umask())
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=".tmp", dir=directory)
     try:

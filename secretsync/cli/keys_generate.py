@@ -40,9 +40,8 @@ def run(args: argparse.Namespace) -> int:
             raise InvalidInput(f"{path}: already exists (use --force to overwrite)")
     key = pem.generate_private_key(args.bits)
     cert = pem.self_signed_certificate(key, common_name=args.common_name, days=args.days)
-    atomic_write(args.key, pem.private_key_to_pem(key), mode=0o600)
-    if os.path.exists(args.key):
-        os.chmod(args.key, 0o600)  # an overwritten key file must not keep looser bits
+    # written first, owner-only even when overwriting a file with looser bits
+    atomic_write(args.key, pem.private_key_to_pem(key), mode=0o600, keep_mode=False)
     atomic_write(args.cert, pem.certificate_to_pem(cert))
     fp = pem.fingerprint(key.public_key())
     print(f"secretsync: wrote {args.key} and {args.cert} (fingerprint {fp})", file=sys.stderr)

@@ -60,6 +60,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.raw:
         return _run_raw(args)
+    if args.input in (None, "-") and sys.stdin.isatty():
+        print("secretsync: reading Secret(s) from stdin (Ctrl-D to end)", file=sys.stderr)
     data, source = read_input(args.input)
     docs, in_fmt = load_documents(data, source)
     if not docs:

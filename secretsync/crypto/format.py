@@ -87,7 +87,7 @@ def unseal_item(private_key: rsa.RSAPrivateKey, sealed: bytes, label: bytes) -> 
     include any part of the input.
     """
     rsa_ct, aes_ct = split_item(sealed)
-    if len(rsa_ct) != private_key.key_size // 8:
+    if len(rsa_ct) != (private_key.key_size + 7) // 8:
         raise DecryptionFailed("sealed item was not made for this key (key size differs)")
     try:
         session_key = private_key.decrypt(rsa_ct, _oaep(label))
