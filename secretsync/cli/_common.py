@@ -177,7 +177,10 @@ def load_registry(paths: list[str]) -> Any:
 
 def wrap(where: str, exc: SecretSyncError) -> SecretSyncError:
     """The same error class, its message prefixed by the document/file it concerns."""
-    new = type(exc)(f"{where}: {exc.message}")
+    try:
+        new = type(exc)(f"{where}: {exc.message}")
+    except TypeError:  # a subclass with a different constructor
+        new = SecretSyncError(f"{where}: {exc.message}")
     new.reason = exc.reason
     return new
 
