@@ -7,6 +7,7 @@ compiling ``find.name.regexp``. Pure apart from the resolver call; no SDK import
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -94,3 +95,13 @@ def compile_regexp(pattern: str | None, *, what: str) -> re.Pattern[str] | None:
 def tags_match(have: Mapping[str, str], want: Mapping[str, str]) -> bool:
     """True when every wanted tag/label is present with exactly that value."""
     return all(have.get(k) == v for k, v in want.items())
+
+
+def cap_loggers(caps: Mapping[str, int]) -> None:
+    """Raise SDK loggers to at least the given level. Some SDKs log whole HTTP response
+    bodies (secret values) at DEBUG; a controller run with ``--log-level DEBUG`` must not
+    print them, whatever the root level is."""
+    for name, level in caps.items():
+        logger = logging.getLogger(name)
+        if logger.level == logging.NOTSET or logger.level < level:
+            logger.setLevel(level)

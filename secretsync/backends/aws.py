@@ -31,6 +31,7 @@ a path starting with ``/`` is a hierarchy read recursively, anything else a name
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -63,6 +64,7 @@ from botocore.exceptions import (
 from botocore.session import Session
 
 from secretsync.backends._common import (
+    cap_loggers,
     compile_regexp,
     opt_map,
     opt_str,
@@ -83,6 +85,9 @@ from secretsync.errors import (
 )
 
 T = TypeVar("T")
+
+# botocore logs every response body (SecretString, parameter values) at DEBUG.
+cap_loggers({"botocore": logging.INFO, "boto3": logging.INFO})
 
 SECRETS_MANAGER = "SecretsManager"
 PARAMETER_STORE = "ParameterStore"

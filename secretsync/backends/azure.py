@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import logging
 import os
 import re
 import ssl
@@ -54,6 +55,7 @@ from azure.core.exceptions import (
 from azure.keyvault.secrets.aio import SecretClient
 
 from secretsync.backends._common import (
+    cap_loggers,
     compile_regexp,
     opt_map,
     opt_str,
@@ -75,6 +77,10 @@ from secretsync.errors import (
 )
 
 API_VERSION = "7.6"
+
+# azure-core logs request/response details at INFO/DEBUG, and azure-identity logs Entra ID
+# error bodies at WARNING; our translated errors carry what an operator needs instead.
+cap_loggers({"azure": logging.WARNING, "azure.identity": logging.ERROR})
 AUTHORITIES = {
     "PublicCloud": "login.microsoftonline.com",
     "USGovernmentCloud": "login.microsoftonline.us",

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -43,6 +44,7 @@ from google.cloud.secretmanager_v1.services.secret_manager_service.transports im
 )
 
 from secretsync.backends._common import (
+    cap_loggers,
     compile_regexp,
     opt_map,
     opt_str,
@@ -62,6 +64,9 @@ from secretsync.errors import (
 )
 
 SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
+
+# The generated client can log whole responses (payloads) at DEBUG when its logging is on.
+cap_loggers({"google.cloud": logging.INFO, "google.api_core": logging.INFO})
 
 # Transient statuses are retried with exponential backoff and jitter for a bounded time;
 # what is left becomes BackendUnavailable and the engine backs off further.

@@ -105,3 +105,19 @@ def test_track_counts_translated_errors() -> None:
         "secretsync_backend_call_duration_seconds_count", {"backend": "unit", "operation": "get"}
     )
     assert count == 2.0
+
+
+def test_sdk_loggers_never_print_bodies_at_debug(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    caplog.set_level(logging.DEBUG)  # what --log-level DEBUG does to the root logger
+
+    import secretsync.backends.aws
+    import secretsync.backends.azure
+    import secretsync.backends.gcp  # noqa: F401
+
+    assert logging.getLogger("botocore").getEffectiveLevel() >= logging.INFO
+    assert logging.getLogger("botocore.parsers").getEffectiveLevel() >= logging.INFO
+    assert logging.getLogger("azure.identity").getEffectiveLevel() >= logging.ERROR
+    assert logging.getLogger("azure.core.pipeline").getEffectiveLevel() >= logging.WARNING
+    assert logging.getLogger("google.cloud.secretmanager_v1").getEffectiveLevel() >= logging.INFO
