@@ -115,9 +115,29 @@ def decode(value: bytes, strategy: str, *, what: str) -> bytes:
     return value
 
 
+_GO_GROUP = re.compile(r"\$\$|\$\{(\w+)\}|\$(\w+)|\\")
+
+
+def go_replacement(target: str) -> str:
+    """A Go ``regexp.ReplaceAllString`` template (``$1``, ``${name}``, ``$$``) as a Python
+    ``re.sub`` replacement, so rewrites written for ESO keep working."""
+
+    def conv(m: re.Match[str]) -> str:
+        if m.group(0) == "$$":
+            return "$"
+        if m.group(0) == "\\":
+            return "\\\\"
+        return f"\\g<{m.group(1) or m.group(2)}>"
+
+    return _GO_GROUP.sub(conv, target)
+
+
 def _rewrite(name: str, rewrites: Any, what: str) -> str:
     for rw in rewrites:
-        name = re.sub(rw.source, rw.target, name)
+        try:
+            name = re.sub(rw.source, go_replacement(rw.target), name)
+        except (re.error, IndexError) as exc:
+            raise InvalidInput(f"{what}: rewrite target {rw.target!r}: {exc}") from None
     return name
 
 

@@ -367,3 +367,18 @@ def test_status_no_churn_and_transitions() -> None:
     assert condition_changed(s3, s4) and not condition_changed(s4, s4)
     p = status_patch(s3, s4)
     assert p is not None and list(p) == ["conditions"]
+
+
+@pytest.mark.parametrize(
+    ("source", "target", "name", "want"),
+    [("^(.*)$", "db_$1", "password", "db_password"),
+     ("(?P<x>a)", "${x}-$$", "a", "a-$"),
+     ("/", "_", "team/app/db", "team_app_db"),
+     ("^prefix-", "", "prefix-key", "key")],
+)
+def test_rewrite_accepts_go_replacement_syntax(source: str, target: str, name: str,
+                                               want: str) -> None:
+    spec = parse_spec(es({"dataFrom": [{"extract": {"key": "m"}, "rewrite": [
+        {"regexp": {"source": source, "target": target}}]}]}))
+    out = rx.assemble(spec, {rx.Fetch("get_map", "m"): {name: b"v"}})
+    assert out.data == {want: b"v"}

@@ -1,0 +1,87 @@
+"""kopf handlers for ExternalSecrets, SecretStores, ClusterSecretStores and the Secrets they
+manage. Thin on purpose: each handler hands the raw event to the engine
+(``external_engine.Engine``), which owns scheduling, fetching and writing.
+
+Only event handlers are used (no kopf timers, daemons or change handlers), so kopf never adds
+a finalizer, a progress annotation or a diff-base copy to our objects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import kopf
+
+from secretsync import api
+from secretsync.controller.external_engine import Engine
+from secretsync.controller.runtime import get_runtime
+
+log = logging.getLogger("secretsync.external")
+
+_KEY = "external-engine"
+# Syncs are I/O bound (hvac/kubernetes calls in threads): give the default executor room.
+IO_THREADS = int(os.environ.get("SECRETSYNC_IO_THREADS", "32"))
+
+
+def engine() -> Engine:
+    eng = get_runtime().extra.get(_KEY)
+    if not isinstance(eng, Engine):
+        raise RuntimeError("ExternalSecret engine not started")
+    return eng
+
+
+def _obj(event: Any) -> dict[str, Any]:
+    obj = event.get("object")
+    return obj if isinstance(obj, dict) else dict(obj or {})
+
+
+@kopf.on.startup()
+async def start_external(**_: Any) -> None:
+    loop = asyncio.get_running_loop()
+    loop.set_default_executor(ThreadPoolExecutor(max_workers=IO_THREADS, thread_name_prefix="io"))
+    rt = get_runtime()
+    workers = int(
+        getattr(rt.args, "external_workers", 0)
+        or os.environ.get("SECRETSYNC_EXTERNAL_WORKERS", "16")
+    )
+    window = float(os.environ.get("SECRETSYNC_FETCH_WINDOW", "10"))
+    eng = Engine(rt.kube, workers=workers, window=window)
+    eng.start()
+    rt.extra[_KEY] = eng
+    log.info("ExternalSecret engine started (%d workers)", workers)
+
+
+@kopf.on.cleanup()
+async def stop_external(**_: Any) -> None:
+    eng = get_runtime().extra.pop(_KEY, None)
+    if isinstance(eng, Engine):
+        await eng.stop()
+
+
+@kopf.on.event(api.GROUP, api.VERSION, api.PLURAL_EXTERNAL)
+async def on_external_event(event: Any, **_: Any) -> None:
+    engine().on_external(event.get("type"), _obj(event))
+
+
+@kopf.on.event(api.GROUP, api.VERSION, api.PLURAL_STORE)
+async def on_store_event(event: Any, **_: Any) -> None:
+    engine().on_store(api.KIND_STORE, event.get("type"), _obj(event))
+
+
+@kopf.on.event(api.GROUP, api.VERSION, api.PLURAL_CLUSTER_STORE)
+async def on_cluster_store_event(event: Any, **_: Any) -> None:
+    engine().on_store(api.KIND_CLUSTER_STORE, event.get("type"), _obj(event))
+
+
+@kopf.on.event(
+    "",
+    "v1",
+    "secrets",
+    labels={api.LABEL_MANAGED_BY: api.MANAGED_BY_VALUE},
+)
+async def on_managed_secret_event(event: Any, **_: Any) -> None:
+    engine().on_secret(event.get("type"), _obj(event))

@@ -1,0 +1,42 @@
+"""Prometheus metrics of the ExternalSecret engine (served by the controller's /metrics).
+
+Backend calls are counted in ``secretsync.backends.metrics`` (by backend, operation and
+outcome); here: syncs by result, errors by reason, API writes by kind and verb (the no-churn
+figure), single-flight sharing, and the last check time per object — the one thing that
+changes on every refresh, kept here instead of in status.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge
+
+SYNCS = Counter(
+    "secretsync_external_syncs_total",
+    "ExternalSecret syncs by result (changed, unchanged, error, skipped).",
+    ["result"],
+)
+ERRORS = Counter(
+    "secretsync_external_sync_errors_total",
+    "ExternalSecret sync failures by reason (the Ready condition's reason).",
+    ["reason"],
+)
+API_WRITES = Counter(
+    "secretsync_external_api_writes_total",
+    "Writes to the Kubernetes API made by the ExternalSecret engine, by kind and verb.",
+    ["kind", "verb"],
+)
+FETCHES = Counter(
+    "secretsync_external_fetches_total",
+    "Values requested by ExternalSecrets, by how they were served (backend, shared).",
+    ["served"],
+)
+LAST_CHECK = Gauge(
+    "secretsync_external_last_check_timestamp_seconds",
+    "Unix time an ExternalSecret was last compared with its backend.",
+    ["namespace", "name"],
+)
+STORE_READY = Gauge(
+    "secretsync_store_ready",
+    "1 when a SecretStore / ClusterSecretStore validated, 0 when not.",
+    ["kind", "namespace", "name"],
+)
