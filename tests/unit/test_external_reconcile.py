@@ -372,7 +372,7 @@ def test_status_no_churn_and_transitions() -> None:
 @pytest.mark.parametrize(
     ("source", "target", "name", "want"),
     [("^(.*)$", "db_$1", "password", "db_password"),
-     ("(?P<x>a)", "${x}-$$", "a", "a-$"),
+     ("(?P<x>a)", "${x}.x", "a", "a.x"),
      ("/", "_", "team/app/db", "team_app_db"),
      ("^prefix-", "", "prefix-key", "key")],
 )
@@ -382,3 +382,8 @@ def test_rewrite_accepts_go_replacement_syntax(source: str, target: str, name: s
         {"regexp": {"source": source, "target": target}}]}]}))
     out = rx.assemble(spec, {rx.Fetch("get_map", "m"): {name: b"v"}})
     assert out.data == {want: b"v"}
+
+
+def test_go_replacement_escapes() -> None:
+    assert rx.go_replacement("$$1") == "$1"
+    assert rx.go_replacement("a\\b") == "a\\\\b"
