@@ -20,6 +20,10 @@ Store fields::
           accessKeyIDSecretRef: {name, key, namespace}
           secretAccessKeySecretRef: {name, key, namespace}
           sessionTokenSecretRef: {name, key, namespace}   # optional
+        jwt:                                      # or: per-store IRSA. A TokenRequest token of
+          serviceAccountRef: {name, namespace, audiences}  # this ServiceAccount is exchanged
+                                                  # for ``role`` (required here: unlike ESO we
+                                                  # do not read the SA's role annotation)
 
 Versions (Secrets Manager): no version = ``AWSCURRENT``; ``uuid/<id>`` or a value shaped like
 a UUID is a ``VersionId``; anything else (``AWSCURRENT``, ``AWSPREVIOUS``, a custom label) is
@@ -34,13 +38,14 @@ import asyncio
 import logging
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any, TypeVar
 
 from botocore.config import Config
 from botocore.credentials import (
     AssumeRoleCredentialFetcher,
+    AssumeRoleWithWebIdentityCredentialFetcher,
     CredentialProvider,
     CredentialResolver,
     DeferredRefreshableCredentials,
@@ -249,6 +254,8 @@ class AwsSettings:
     access_key_id: str | None = None
     secret_access_key: str | None = None
     session_token: str | None = None
+    # auth.jwt: returns a fresh ServiceAccount token; called from botocore's worker thread
+    web_identity_token: Callable[[], str] | None = None
 
 
 async def parse_settings(ctx: StoreContext) -> AwsSettings:
@@ -265,11 +272,6 @@ async def parse_settings(ctx: StoreContext) -> AwsSettings:
     role = opt_str(ctx, p, "role", f"{base}.role")
     external_id = opt_str(ctx, p, "externalID", f"{base}.externalID")
     auth = opt_map(ctx, p, "auth", f"{base}.auth")
-    if "jwt" in auth:
-        raise StoreInvalid(
-            f"{store_label(ctx)}: {base}.auth.jwt is not supported; omit auth to use the "
-            "default credential chain (IRSA / web identity) or use auth.secretRef"
-        )
     settings = AwsSettings(
         service=service,
         region=region,
@@ -278,6 +280,9 @@ async def parse_settings(ctx: StoreContext) -> AwsSettings:
         external_id=external_id,
         session_name=role_session_name(ctx.store_name),
     )
+    jwt = opt_map(ctx, auth, "jwt", f"{base}.auth.jwt")
+    if jwt:
+        return replace(settings, web_identity_token=_token_loader(ctx, jwt, role))
     secret_ref = opt_map(ctx, auth, "secretRef", f"{base}.auth.secretRef")
     if not secret_ref:
         return settings
@@ -296,39 +301,74 @@ async def parse_settings(ctx: StoreContext) -> AwsSettings:
         token = await resolve_ref_str(
             ctx, secret_ref["sessionTokenSecretRef"], f"{sr}.sessionTokenSecretRef"
         )
-    return AwsSettings(
-        service=service,
-        region=region,
-        endpoint=endpoint,
-        role=role,
-        external_id=external_id,
-        session_name=settings.session_name,
-        access_key_id=akid,
-        secret_access_key=secret,
-        session_token=token,
-    )
+    return replace(settings, access_key_id=akid, secret_access_key=secret, session_token=token)
+
+
+def _token_loader(ctx: StoreContext, jwt: Mapping[str, Any], role: str | None) -> Callable[[], str]:
+    """A blocking token source for botocore's web-identity fetcher: it runs in a worker
+    thread, so it hands the async TokenRequest to the controller's event loop and waits."""
+    base = "spec.provider.aws.auth.jwt"
+    label = store_label(ctx)
+    ref = opt_map(ctx, jwt, "serviceAccountRef", f"{base}.serviceAccountRef")
+    name = req_str(ctx, ref, "name", f"{base}.serviceAccountRef.name")
+    namespace = opt_str(ctx, ref, "namespace", f"{base}.serviceAccountRef.namespace")
+    namespace = namespace or ctx.namespace
+    if ctx.store_kind != "ClusterSecretStore" and namespace != ctx.namespace:
+        raise StoreInvalid(
+            f"{label}: {base}.serviceAccountRef.namespace {namespace!r} is not allowed; a "
+            "SecretStore may only use ServiceAccounts in its own namespace"
+        )
+    audiences = [str(a) for a in ref.get("audiences") or []] or ["sts.amazonaws.com"]
+    if not role:
+        raise StoreInvalid(f"{label}: spec.provider.aws.role is required with auth.jwt")
+    request_token = ctx.request_token
+    if request_token is None:
+        raise StoreInvalid(f"{label}: auth.jwt needs ServiceAccount tokens, unavailable here")
+    loop = asyncio.get_running_loop()
+
+    async def fetch() -> str:
+        return await request_token(namespace, name, audiences)
+
+    def load() -> str:
+        return asyncio.run_coroutine_threadsafe(fetch(), loop).result(timeout=30)
+
+    return load
 
 
 def build_clients(s: AwsSettings) -> tuple[Any, Any]:
     """(secrets service client, STS client). Blocking: botocore loads its models here."""
     session = Session()
+
+    def sts_creator(service: str, **kwargs: Any) -> Any:
+        config = _CONFIG.merge(kwargs.pop("config")) if "config" in kwargs else _CONFIG
+        return session.create_client(
+            service, region_name=s.region, endpoint_url=s.endpoint, config=config, **kwargs
+        )
+
     if s.access_key_id is not None:
         session.set_credentials(s.access_key_id, s.secret_access_key, s.session_token)
     if s.role:
-        source = session.get_credentials()
-        if source is None:
-            raise NoCredentialsError()
         extra: dict[str, Any] = {"RoleSessionName": s.session_name}
         if s.external_id:
             extra["ExternalId"] = s.external_id
-        fetcher = AssumeRoleCredentialFetcher(
-            client_creator=partial(
-                session.create_client, region_name=s.region, endpoint_url=s.endpoint, config=_CONFIG
-            ),
-            source_credentials=source,
-            role_arn=s.role,
-            extra_args=extra,
-        )
+        fetcher: Any
+        if s.web_identity_token is not None:
+            fetcher = AssumeRoleWithWebIdentityCredentialFetcher(
+                client_creator=sts_creator,
+                web_identity_token_loader=s.web_identity_token,
+                role_arn=s.role,
+                extra_args={"RoleSessionName": s.session_name},
+            )
+        else:
+            source = session.get_credentials()
+            if source is None:
+                raise NoCredentialsError()
+            fetcher = AssumeRoleCredentialFetcher(
+                client_creator=sts_creator,
+                source_credentials=source,
+                role_arn=s.role,
+                extra_args=extra,
+            )
         assumed = DeferredRefreshableCredentials(
             refresh_using=fetcher.fetch_credentials, method="assume-role"
         )

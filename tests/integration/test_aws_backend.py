@@ -495,6 +495,43 @@ async def test_assume_role(aws_env: dict[str, str], sm_client: Any, name_prefix:
         await b.close()
 
 
+async def test_jwt_service_account_token(
+    aws_env: dict[str, str], clean_aws_env: pytest.MonkeyPatch, sm_client: Any, name_prefix: str
+) -> None:
+    """auth.jwt: a TokenRequest token of the named ServiceAccount is exchanged with STS
+    AssumeRoleWithWebIdentity, with no other credentials anywhere (per-store IRSA)."""
+    name = f"{name_prefix}-jwt"
+    sm_client.created.append(name)
+    sm_client.create_secret(Name=name, SecretString='{"k":"v"}')
+    requested: list[tuple[str, str, list[str]]] = []
+
+    async def request_token(namespace: str, sa: str, audiences: list[str]) -> str:
+        requested.append((namespace, sa, audiences))
+        return "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQifQ.c2ln"
+
+    prov = {
+        "region": aws_env["AWS_DEFAULT_REGION"],
+        "endpoint": aws_env["AWS_ENDPOINT_URL"],
+        "role": "arn:aws:iam::123456789012:role/tenant-a",
+        "auth": {"jwt": {"serviceAccountRef": {"name": "app-reader"}}},
+    }
+    base = ctx_for(aws_env, prov)
+    ctx = StoreContext(
+        base.store_kind, base.store_name, base.namespace, prov, base.resolve_secret, request_token
+    )
+    b = await aws.create(ctx)
+    try:
+        await b.validate()
+        assert isinstance(b, aws.AwsBackend)
+        assert b.caller_arn == (
+            "arn:aws:sts::123456789012:assumed-role/tenant-a/secretsync-aws-store"
+        )
+        assert await b.get(RemoteRef(name, property="k")) == b"v"
+    finally:
+        await b.close()
+    assert requested == [(NS, "app-reader", ["sts.amazonaws.com"])], "one token, reused"
+
+
 async def test_no_credentials_anywhere(
     aws_env: dict[str, str], clean_aws_env: pytest.MonkeyPatch
 ) -> None:
@@ -521,7 +558,17 @@ async def test_missing_credentials_secret_key(aws_env: dict[str, str]) -> None:
     [
         ({"region": None}, "spec.provider.aws.region is required"),
         ({"service": "KMS"}, "service must be SecretsManager or ParameterStore"),
-        ({"auth": {"jwt": {"serviceAccountRef": {"name": "sa"}}}}, "auth.jwt is not supported"),
+        (
+            {"auth": {"jwt": {"serviceAccountRef": {"name": "sa"}}}},
+            "role is required with auth.jwt",
+        ),
+        (
+            {
+                "role": "arn:aws:iam::123456789012:role/r",
+                "auth": {"jwt": {"serviceAccountRef": {"name": "sa", "namespace": "kube-system"}}},
+            },
+            "may only use ServiceAccounts in its own namespace",
+        ),
         (
             {"auth": {"secretRef": {"accessKeyIDSecretRef": {"name": "x", "key": "y"}}}},
             "secretAccessKeySecretRef is required",
