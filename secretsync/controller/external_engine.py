@@ -108,24 +108,21 @@ class Engine:
         entry = self.entries.get(key)
         if entry is None or (entry.body.get("metadata") or {}).get("uid") != meta.get("uid"):
             entry = self.entries[key] = Entry(body=obj)
-            status = obj.get("status") or {}
-            entry.synced_hash = status.get("syncedDataHash")
-            force = (meta.get("annotations") or {}).get(api.ANN_FORCE_SYNC)
-            ready = any(
-                c.get("type") == "Ready" and c.get("status") == "True"
-                for c in status.get("conditions") or []
-            )
-            synced = ready and (
-                status.get("observedGeneration") == meta.get("generation")
-                and status.get("syncedDataHash")
-            )
-            if synced:
-                entry.last_force = force  # acted on before a restart
-                # Restart: verify the Secret locally now, refresh from the backend at its slot.
+            entry.synced_hash = (obj.get("status") or {}).get("syncedDataHash")
+            # A force-sync value present when we first see the object was acted on before.
+            entry.last_force = (meta.get("annotations") or {}).get(api.ANN_FORCE_SYNC)
+            try:
+                why = sched.refresh_reason(
+                    parse_spec(obj), obj, secret_exists=None, last_force=entry.last_force, due=False
+                )
+            except InvalidInput:
+                why = "new"  # the sync reports the bad spec in status
+            if why is None:
+                # In sync before a restart: verify the Secret locally now, refresh from the
+                # backend at the object's slot (that spread is the restart jitter).
                 self._schedule(key, entry, self._next_due(entry, obj))
-                self._enqueue(key, entry, "startup check")
-                return
-            self._enqueue(key, entry, "new")
+                why = "startup check"
+            self._enqueue(key, entry, why)
             return
         old = entry.body
         entry.body = obj

@@ -59,7 +59,8 @@ def refresh_reason(
     """Why this object must be fetched now, or ``None``.
 
     ``due``: its periodic slot has come; ``last_force``: the force-sync annotation value we
-    last acted on; ``secret_exists``: whether the target Secret exists (None = unknown)."""
+    last acted on; ``secret_exists``: whether the target Secret exists (None = unknown).
+    An object that is not Ready is always retried (the caller applies the backoff)."""
     meta = es.get("metadata") or {}
     status = es.get("status") or {}
     force = (meta.get("annotations") or {}).get("secretsync.io/force-sync")
@@ -71,7 +72,7 @@ def refresh_reason(
         return "spec changed" if status.get("observedGeneration") else "new"
     ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), None)
     if ready is None or ready.get("status") != "True":
-        return "retry" if due else None
+        return "retry"
     if secret_exists is False and spec.creation_policy in ("Owner", "Orphan"):
         return "target missing"
     if spec.refresh_policy == "CreatedOnce" or spec.refresh_policy == "OnChange":
