@@ -49,6 +49,113 @@ def _to_json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), sort_keys=True)
 
 
+# --- more filters (ExternalSecret templates; names follow ESO's where they exist) ----------
+# Template values are text, so binary inputs (PKCS#12) are taken as base64 and binary outputs
+# are produced as base64.
+
+
+@template_filter("b64urlenc")
+def _b64urlenc(value: str | bytes) -> str:
+    raw = value.encode() if isinstance(value, str) else value
+    return base64.urlsafe_b64encode(raw).decode()
+
+
+@template_filter("b64urldec")
+def _b64urldec(value: str) -> str:
+    text = value.strip()
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode("utf-8", "replace")
+
+
+@template_filter("fromYaml")
+def _from_yaml(value: str) -> Any:
+    import yaml
+
+    return yaml.safe_load(value)
+
+
+@template_filter("toYaml")
+def _to_yaml(value: Any) -> str:
+    import yaml
+
+    return str(yaml.safe_dump(value, default_flow_style=False, sort_keys=True))
+
+
+_PEM_BLOCK = (r"-----BEGIN ([A-Z0-9 ]+)-----\r?\n[A-Za-z0-9+/=\r\n]*?"
+              r"-----END \1-----")
+
+
+@template_filter("filterPEM")
+def _filter_pem(value: str, pem_type: str = "CERTIFICATE") -> str:
+    """Only the PEM blocks of ``pem_type`` (e.g. CERTIFICATE, PRIVATE KEY), in order."""
+    import re
+
+    blocks = [m.group(0) for m in re.finditer(_PEM_BLOCK, value) if m.group(1) == pem_type]
+    if not blocks:
+        raise ValueError(f"no {pem_type} PEM block")
+    return "\n".join(blocks) + "\n"
+
+
+def _p12_bytes(value: str | bytes) -> bytes:
+    raw = value.encode() if isinstance(value, str) else value
+    try:
+        return base64.b64decode(raw, validate=True)
+    except ValueError:
+        return raw
+
+
+def _p12_load(value: str | bytes, password: str) -> Any:
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    return pkcs12.load_pkcs12(_p12_bytes(value), password.encode() if password else None)
+
+
+@template_filter("pkcs12key")
+def _pkcs12_key(value: str | bytes, password: str = "") -> str:
+    """The private key of a (base64) PKCS#12 bundle as unencrypted PKCS#8 PEM."""
+    from cryptography.hazmat.primitives import serialization
+
+    p12 = _p12_load(value, password)
+    if p12.key is None:
+        raise ValueError("PKCS#12 bundle has no private key")
+    return str(p12.key.private_bytes(serialization.Encoding.PEM,
+                                     serialization.PrivateFormat.PKCS8,
+                                     serialization.NoEncryption()).decode())
+
+
+@template_filter("pkcs12cert")
+def _pkcs12_cert(value: str | bytes, password: str = "") -> str:
+    """The certificate chain of a (base64) PKCS#12 bundle as PEM, leaf first."""
+    from cryptography.hazmat.primitives import serialization
+
+    p12 = _p12_load(value, password)
+    certs = ([p12.cert.certificate] if p12.cert else []) + [
+        c.certificate for c in p12.additional_certs]
+    if not certs:
+        raise ValueError("PKCS#12 bundle has no certificate")
+    return "".join(c.public_bytes(serialization.Encoding.PEM).decode() for c in certs)
+
+
+# ESO spells the password-taking variants separately.
+template_filter("pkcs12keyPass")(_pkcs12_key)
+template_filter("pkcs12certPass")(_pkcs12_cert)
+
+
+@template_filter("pemToPkcs12")
+def _pem_to_pkcs12(cert_pem: str, key_pem: str, password: str = "") -> str:
+    """A base64 PKCS#12 bundle from PEM certificate(s) (leaf first) and a PEM private key."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    certs = x509.load_pem_x509_certificates(cert_pem.encode())
+    key = serialization.load_pem_private_key(key_pem.encode(), password=None)
+    enc: Any = (serialization.BestAvailableEncryption(password.encode()) if password
+                else serialization.NoEncryption())
+    blob = pkcs12.serialize_key_and_certificates(None, key, certs[0],  # type: ignore[arg-type]
+                                                 certs[1:] or None, enc)
+    return base64.b64encode(blob).decode()
+
+
 _ENV: Any = None
 
 
