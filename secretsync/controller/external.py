@@ -48,7 +48,7 @@ async def start_external(**_: Any) -> None:
         getattr(rt.args, "external_workers", 0)
         or os.environ.get("SECRETSYNC_EXTERNAL_WORKERS", "16")
     )
-    window = float(os.environ.get("SECRETSYNC_FETCH_WINDOW", "10"))
+    window = float(os.environ.get("SECRETSYNC_FETCH_WINDOW", "30"))
     eng = Engine(rt.kube, workers=workers, window=window)
     eng.start()
     rt.extra[_KEY] = eng

@@ -40,7 +40,12 @@ from secretsync.kube import Kube, now_rfc3339
 from secretsync.reconcile import external as rx
 from secretsync.reconcile import external_schedule as sched
 from secretsync.reconcile.external_spec import ExternalSpec, parse_spec
-from secretsync.reconcile.external_status import build_status, condition_changed, status_patch
+from secretsync.reconcile.external_status import (
+    build_status,
+    condition_changed,
+    ready_condition,
+    status_patch,
+)
 
 log = logging.getLogger("secretsync.external")
 
@@ -279,8 +284,11 @@ class Engine:
                 continue
             entry.queued = False
             entry.running = True
+            started = time.perf_counter()
             try:
                 await self.sync(key, entry, entry.reason)
+                m.SYNC_SECONDS.labels("ok" if entry.failures == 0 else "error").observe(
+                    time.perf_counter() - started)
             except Exception:  # a bug must not kill the worker; the object retries
                 log.exception("ExternalSecret %s/%s: unexpected error", *key)
                 entry.failures += 1
@@ -615,7 +623,8 @@ class Engine:
                 exc.message,
             )
             return
-        if condition_changed(prev, new):
+        # Failures and recoveries get an Event; a first success already got "Created".
+        if condition_changed(prev, new) and (not ready or ready_condition(prev) is not None):
             await self._event(es, reason, message, warning=not ready)
 
     async def _event(

@@ -17,6 +17,8 @@ from typing import Any
 
 
 class SingleFlight:
+    """``window < 0`` disables sharing entirely (every caller makes its own call)."""
+
     def __init__(self, window: float = 10.0) -> None:
         self.window = window
         self._inflight: dict[Hashable, asyncio.Task[Any]] = {}
@@ -35,6 +37,9 @@ class SingleFlight:
     ) -> Any:
         """Result of ``fn()`` for ``key``, shared with concurrent / recent callers.
         ``max_age`` bounds how old a reused result may be (default: the window)."""
+        if self.window < 0:  # sharing disabled (the benchmark's naive baseline)
+            self.calls += 1
+            return await fn()
         now = time.monotonic()
         age_limit = self.window if max_age is None else min(self.window, max_age)
         done = self._done.get(key)

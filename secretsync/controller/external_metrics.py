@@ -8,7 +8,7 @@ changes on every refresh, kept here instead of in status.
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 
 SYNCS = Counter(
     "secretsync_external_syncs_total",
@@ -39,4 +39,10 @@ STORE_READY = Gauge(
     "secretsync_store_ready",
     "1 when a SecretStore / ClusterSecretStore validated, 0 when not.",
     ["kind", "namespace", "name"],
+)
+SYNC_SECONDS = Histogram(
+    "secretsync_external_sync_duration_seconds",
+    "Time to sync one ExternalSecret (fetch, compare, writes), by result.",
+    ["result"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
