@@ -138,7 +138,7 @@ def _parse_timestamp(value: object) -> _dt.datetime | None:
     return None
 
 
-def key_from_secret(secret: dict[str, Any]) -> SealingKey:
+def key_from_secret(secret: dict[str, Any], *, validate: bool = True) -> SealingKey:
     """The key held by a ``tls.key``/``tls.crt`` Secret dict (ours or Bitnami's).
 
     ``created`` is the certificate's ``not_valid_before`` (intrinsic to the key, survives
@@ -164,7 +164,7 @@ def key_from_secret(secret: dict[str, Any]) -> SealingKey:
     if "tls.key" not in raw:
         raise KeyError_(f"{what}: no tls.key in the Secret")
     try:
-        private_key = pem.load_private_key_pem(raw["tls.key"])
+        private_key = pem.load_private_key_pem(raw["tls.key"], validate=validate)
         cert = pem.load_certificate_pem(raw["tls.crt"]) if "tls.crt" in raw else None
         meta = secret.get("metadata") or {}
         created = cert.not_valid_before_utc if cert is not None else None

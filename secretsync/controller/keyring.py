@@ -124,7 +124,8 @@ class KeyManager:
                             self.namespace, name)
                 continue
             try:
-                key = key_from_secret(secret)
+                # validated when it entered the store (generated here, or imported)
+                key = key_from_secret(secret, validate=False)
             except SecretSyncError as exc:
                 log.warning("skipping key Secret %s/%s: %s", self.namespace, name, exc.message)
                 continue

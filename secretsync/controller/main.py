@@ -169,7 +169,8 @@ def _settings(args: argparse.Namespace) -> Any:
     # Server-side filter: the Secret watch only ever sees Secrets we manage.
     settings.watching.label_selectors["v1", "secrets"] = (
         f"{api.LABEL_MANAGED_BY}={api.MANAGED_BY_VALUE}")
-    settings.process.ultimate_exiting_timeout = 5
+    # a clean stop takes well under a second; pending retries may hold kopf up to 5 s
+    settings.process.ultimate_exiting_timeout = 15
     return settings
 
 
@@ -210,32 +211,37 @@ async def _operate(args: argparse.Namespace, rt: Any, elector: Any) -> int:
     import kopf
 
     registry = _register(args)
-    stop = asyncio.Event()
+    from secretsync.controller.sealed import seed_index
+
+    await asyncio.to_thread(seed_index, rt, args.namespace)
     ready = asyncio.Event()
     namespaces = [args.namespace] if args.namespace else []
+    from secretsync.controller.sealed import requeue_failed
+
+    # Our long-running tasks are created before kopf's: kopf treats every task spawned after
+    # its start as its own and waits for (then cancels) them on shutdown.
+    async def _mark_ready() -> None:
+        await ready.wait()
+        rt.operator_ready = True
+        log.info("controller ready (namespaces: %s)", args.namespace or "all")
+
+    background = [
+        asyncio.create_task(_mark_ready(), name="ready"),
+        asyncio.create_task(rt.keys.run_background(), name="keys"),
+        asyncio.create_task(requeue_failed(float(args.retry_interval)), name="requeue"),
+    ]
+    keeper = asyncio.create_task(elector.keep(), name="lease") if elector else None
     operator = asyncio.create_task(kopf.operator(
         registry=registry,
         settings=_settings(args),
         standalone=True,
         clusterwide=not namespaces,
         namespaces=namespaces,
-        stop_flag=stop,
+        # no stop_flag: kopf leaves its waiter for it hanging after a signal (a 5 s stop);
+        # on lost leadership the operator task is cancelled instead.
         ready_flag=ready,
     ), name="kopf")
-    from secretsync.controller.sealed import requeue_failed
 
-    background = [
-        asyncio.create_task(rt.keys.run_background(), name="keys"),
-        asyncio.create_task(requeue_failed(float(args.retry_interval)), name="requeue"),
-    ]
-    keeper = asyncio.create_task(elector.keep(), name="lease") if elector else None
-
-    async def _mark_ready() -> None:
-        await ready.wait()
-        rt.operator_ready = True
-        log.info("controller ready (namespaces: %s)", args.namespace or "all")
-
-    background.append(asyncio.create_task(_mark_ready()))
     waiters: set[asyncio.Task[Any]] = {operator}
     if keeper is not None:
         waiters.add(keeper)
@@ -246,14 +252,14 @@ async def _operate(args: argparse.Namespace, rt: Any, elector: Any) -> int:
             task.cancel()
     if keeper is not None and keeper in done:
         rt.is_leader = False
-        stop.set()
-        with contextlib.suppress(Exception):
+        operator.cancel()
+        with contextlib.suppress(BaseException):
             await asyncio.wait_for(operator, timeout=10)
         log.error("lost leadership; exiting so the pod restarts as a standby")
         return 1
     if keeper is not None:
         keeper.cancel()
-    exc = operator.exception()
+    exc = None if operator.cancelled() else operator.exception()
     if exc is not None:
         log.error("operator stopped: %s", type(exc).__name__)
         return 1

@@ -23,7 +23,13 @@ from typing import Any
 from secretsync import api
 from secretsync.controller import metrics
 from secretsync.controller.runtime import Runtime, get_runtime
-from secretsync.errors import CryptoError, KubeConflict, KubeError, SecretSyncError
+from secretsync.errors import (
+    CryptoError,
+    KubeConflict,
+    KubeError,
+    KubeNotFound,
+    SecretSyncError,
+)
 from secretsync.reconcile import sealed as rs
 from secretsync.reconcile.secrets import (
     controller_ref,
@@ -52,6 +58,10 @@ _cache: dict[str, _Cached] = {}  # SealedSecret uid -> desired Secret of its cur
 _locks: dict[tuple[str, str], asyncio.Lock] = {}
 _retries: dict[Ref, asyncio.Task[None]] = {}
 _failed: dict[Ref, str] = {}  # objects whose last reconcile failed -> reason
+# (namespace, name) -> the managed Secret as last seen (LIST at start, then the Secret watch)
+_index: dict[tuple[str, str], dict[str, Any]] = {}
+_index_ready = False
+_background: set[asyncio.Task[None]] = set()
 
 
 def _ref(obj: Mapping[str, Any]) -> Ref:
@@ -110,11 +120,18 @@ async def _desired(rt: Runtime, obj: Mapping[str, Any]) -> dict[str, Any]:
 
 
 async def _apply(rt: Runtime, obj: Mapping[str, Any], desired: dict[str, Any]) -> str:
-    """Bring the Secret in line; returns the action taken ("none" when nothing changed)."""
+    """Bring the Secret in line; returns the action taken ("none" when nothing changed).
+
+    The first look uses the index of managed Secrets (seeded by one LIST at start, kept
+    current by the Secret watch), so the common cases cost one write or no call at all; a
+    stale index only means a 409, after which the Secret is read for real."""
     ns, name = desired["metadata"]["namespace"], desired["metadata"]["name"]
     kube = rt.kube
-    for _attempt in range(3):
-        existing = await asyncio.to_thread(kube.get_secret, ns, name)
+    for attempt in range(4):
+        if attempt == 0 and _index_ready:
+            existing = _index.get((ns, name))
+        else:
+            existing = await asyncio.to_thread(kube.get_secret, ns, name)
         if existing is not None and ownership(existing, obj) == "foreign":
             raise rs.SealFailure(
                 f"Secret {ns}/{name} exists and is not managed by secretsync; annotate it "
@@ -122,17 +139,20 @@ async def _apply(rt: Runtime, obj: Mapping[str, Any], desired: dict[str, Any]) -
                 reason=rs.REASON_UNMANAGED,
             )
         plan = plan_secret(existing, desired)
+        written: dict[str, Any] | None = None
         try:
             if plan.action == "create":
-                await asyncio.to_thread(kube.create_secret, ns, desired)
+                written = await asyncio.to_thread(kube.create_secret, ns, desired)
             elif plan.action == "patch":
                 assert plan.patch is not None
-                await asyncio.to_thread(kube.patch_secret, ns, name, plan.patch)
+                written = await asyncio.to_thread(kube.patch_secret, ns, name, plan.patch)
             elif plan.action == "recreate":
                 await asyncio.to_thread(kube.delete_secret, ns, name)
-                await asyncio.to_thread(kube.create_secret, ns, desired)
-        except KubeConflict:
-            continue  # created or changed under us: look again
+                written = await asyncio.to_thread(kube.create_secret, ns, desired)
+        except (KubeConflict, KubeNotFound):
+            continue  # created, changed or deleted under us: look again
+        if written is not None:
+            _index[(ns, name)] = written
         if plan.action != "none":
             metrics.SECRET_WRITES.labels(plan.action).inc()
             log.info("%s: Secret %s (%s)", _what(obj),
@@ -159,11 +179,18 @@ async def _set_status(
 
 async def _event(rt: Runtime, obj: Mapping[str, Any], reason: str, message: str,
                  warning: bool = False) -> None:
-    try:
-        await asyncio.to_thread(rt.kube.create_event, obj, reason=reason, message=message,
-                                type_="Warning" if warning else "Normal")
-    except KubeError as exc:
-        log.warning("%s: could not post event: %s", _what(obj), exc.message)
+    """Post an Event in the background: it must not hold up the next object."""
+
+    async def post() -> None:
+        try:
+            await asyncio.to_thread(rt.kube.create_event, obj, reason=reason, message=message,
+                                    type_="Warning" if warning else "Normal")
+        except KubeError as exc:
+            log.warning("%s: could not post event: %s", _what(obj), exc.message)
+
+    task = asyncio.get_running_loop().create_task(post())
+    _background.add(task)
+    task.add_done_callback(_background.discard)
 
 
 async def reconcile(obj: Mapping[str, Any], *, restored: bool = False) -> None:
@@ -291,6 +318,11 @@ async def on_secret_event(event: Mapping[str, Any], body: Any, **_: Any) -> None
     meta = secret.get("metadata") or {}
     cached = _cache.get(str(ref.get("uid")))
     kind = event.get("type")
+    where = (str(meta.get("namespace")), str(meta.get("name")))
+    if kind == "DELETED":
+        _index.pop(where, None)
+    else:
+        _index[where] = secret
     if kind != "DELETED":
         if cached is None:
             if kind is None:
@@ -312,6 +344,18 @@ def _plain(body: Any) -> dict[str, Any]:
     if isinstance(raw, dict):
         return raw
     return {k: body[k] for k in body}
+
+
+def seed_index(rt: Runtime, namespace: str | None) -> None:
+    """One LIST of the managed Secrets before the watches start (sync)."""
+    global _index_ready
+    selector = f"{api.LABEL_MANAGED_BY}={api.MANAGED_BY_VALUE}"
+    for secret in rt.kube.list_secrets(namespace, selector):
+        ref = controller_ref(secret)
+        if ref is not None and ref.get("kind") == api.KIND_SEALED:
+            meta = secret["metadata"]
+            _index[(meta["namespace"], meta["name"])] = secret
+    _index_ready = True
 
 
 def register(registry: Any, *, bitnami: bool = False) -> None:

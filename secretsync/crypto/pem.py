@@ -131,14 +131,20 @@ def is_pem(data: bytes) -> bool:
     return b"-----BEGIN " in data
 
 
-def load_private_key_pem(data: bytes) -> rsa.RSAPrivateKey:
-    """One RSA private key from PEM (PKCS#1 or PKCS#8, unencrypted)."""
+def load_private_key_pem(data: bytes, *, validate: bool = True) -> rsa.RSAPrivateKey:
+    """One RSA private key from PEM (PKCS#1 or PKCS#8, unencrypted).
+
+    ``validate=False`` skips OpenSSL's RSA consistency check (~0.2 s per 4096-bit key, holding
+    the GIL). Only for keys that were validated when they entered the store -- the controller
+    reloading the key Secrets it generated or that were imported through a validating path."""
     if _ENCRYPTED_MARKER in data:
         raise KeyError_("the private key is passphrase-protected; decrypt it first")
     from cryptography.hazmat.primitives import serialization
 
     try:
-        key = serialization.load_pem_private_key(data, password=None)
+        key = serialization.load_pem_private_key(
+            data, password=None, unsafe_skip_rsa_key_validation=not validate
+        )
     except (ValueError, TypeError) as exc:
         raise KeyError_("not a readable PEM private key") from exc
     except Exception as exc:  # cryptography raises UnsupportedAlgorithm and friends

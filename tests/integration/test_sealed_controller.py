@@ -490,6 +490,26 @@ def test_ha_standby_takes_over_within_30s(
     wait_condition(kube, namespace, "ha-2", "True")
 
 
+def test_leader_that_loses_its_lease_exits_nonzero(
+    kube: Kube, namespace: str, ctl_ns: str, start_controller: Start
+) -> None:
+    ctl = start_controller()
+    lease = kube.get_lease(ctl_ns, api.DEFAULT_CONTROLLER_NAME)
+    assert lease is not None
+    assert lease["spec"]["holderIdentity"]
+    lease["spec"]["holderIdentity"] = "someone-else"
+    lease["spec"]["renewTime"] = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())
+    kube.replace_lease(ctl_ns, api.DEFAULT_CONTROLLER_NAME, lease)
+    assert ctl.popen is not None
+    assert ctl.popen.wait(30) == 1
+    assert "lost leadership" in ctl.log()
+    # give the Lease back so the next test's controller does not wait for it to expire
+    lease = kube.get_lease(ctl_ns, api.DEFAULT_CONTROLLER_NAME)
+    assert lease is not None
+    lease["spec"]["holderIdentity"] = None
+    kube.replace_lease(ctl_ns, api.DEFAULT_CONTROLLER_NAME, lease)
+
+
 # --- never leak -------------------------------------------------------------------------------
 
 

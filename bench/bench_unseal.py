@@ -1,0 +1,177 @@
+"""Unseal throughput: the RSA ceiling, the key hint, threads, and the controller end to end.
+
+Figures are ratios against baselines measured in the same run on the same machine:
+
+1. ceiling: raw RSA-4096 OAEP decryptions/s with ``cryptography`` on every core (threads);
+2. pure unseal (``KeyRegistry.decrypt``) with 12 keys: with the fingerprint hint vs without
+   (items sealed to the oldest key, the worst case for newest-first), 1 thread vs all cores;
+3. end to end (needs the sandbox; ``--no-cluster`` skips it): N SealedSecrets x 4 items
+   created first, then the controller is started cold (as its ServiceAccount) and timed until
+   every Secret exists -- with 1 key and with 12 keys registered. Reports items/s next to the
+   ceiling (target >= 60 %) and the 12-key/1-key time ratio (target <= 1.1).
+
+Usage: python bench/bench_unseal.py [--objects 1000] [--no-cluster]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from cryptography.hazmat.primitives import hashes  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric import padding  # noqa: E402
+
+from secretsync.crypto import pem  # noqa: E402
+from secretsync.crypto.format import scope_label, seal_item  # noqa: E402
+from secretsync.keys import KeyRegistry, SealingKey  # noqa: E402
+
+CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+ITEMS_PER_OBJECT = 4
+
+
+def make_keys(n: int) -> list[SealingKey]:
+    """n keys with distinct, increasing creation times (index 0 = oldest)."""
+    import datetime as dt
+
+    base = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+    keys = []
+    for i in range(n):
+        k = pem.generate_private_key(4096)
+        cert = pem.self_signed_certificate(k, now=base + dt.timedelta(days=30 * i))
+        keys.append(SealingKey.from_private_key(k, cert))
+    return keys
+
+
+def rate(n: int, seconds: float) -> str:
+    return f"{n / seconds:8.0f}/s"
+
+
+def ceiling(key: SealingKey, n: int) -> float:
+    oaep = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
+    cts = [key.public_key.encrypt(os.urandom(32), oaep) for _ in range(n)]
+    t = time.perf_counter()
+    with ThreadPoolExecutor(CORES) as pool:
+        list(pool.map(lambda c: key.private_key.decrypt(c, oaep), cts))
+    return n / (time.perf_counter() - t)
+
+
+def pure(keys: list[SealingKey], n: int) -> None:
+    reg = KeyRegistry(keys)
+    oldest = keys[0]
+    label = scope_label("strict", "ns", "name")
+    items = [seal_item(oldest.public_key, b"value-%d" % i, label) for i in range(n)]
+    results: dict[str, float] = {}
+    for hint in (oldest.fingerprint, None):
+        for threads in (1, CORES):
+            t = time.perf_counter()
+            if threads == 1:
+                for it in items:
+                    reg.decrypt(it, label, hint)
+            else:
+                with ThreadPoolExecutor(threads) as pool:
+                    list(pool.map(lambda it, h=hint: reg.decrypt(it, label, h), items))
+            dt_ = time.perf_counter() - t
+            name = f"{'hint' if hint else 'no hint'}, {threads} thread(s)"
+            results[name] = dt_
+            print(f"  {len(keys)} keys, {name:22}: {rate(n, dt_)}")
+    base = results["no hint, 1 thread(s)"]
+    best = results[f"hint, {CORES} thread(s)"]
+    print(f"  hint + {CORES} threads vs no hint + 1 thread: {base / best:.1f}x faster")
+
+
+def cluster(keys: list[SealingKey], objects: int, ceiling_rate: float) -> None:
+    from sandbox import launcher
+    from sandbox.demo import ControllerProcess, apply_crds, apply_docs, render_kustomization
+    from sandbox.kube import write_kubeconfig
+    from secretsync import api
+    from secretsync.keys import secret_body_for_key
+    from secretsync.kube import Kube
+    from secretsync.sealing import seal_secret
+
+    sb = launcher.running() or launcher.up()
+    kube = Kube.from_config(str(sb.kubeconfig))
+    apply_crds(kube)
+    times: dict[int, float] = {}
+    for nkeys in (1, len(keys)):
+        tag = uuid.uuid4().hex[:6]
+        ctl_ns, ns = f"bench-ctl-{tag}", f"bench-{tag}"
+        docs = render_kustomization(namespace=ctl_ns, suffix=f"-{tag}")
+        apply_docs(kube, docs, kinds={"Namespace", "ServiceAccount", "ClusterRole",
+                                      "ClusterRoleBinding", "Role", "RoleBinding"})
+        kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+        used = keys[-nkeys:]  # 12 keys: seal to the oldest; 1 key: that one
+        for k in used:
+            kube.create_secret(ctl_ns, secret_body_for_key(k, namespace=ctl_ns))
+        sealer = used[0]
+        t = time.perf_counter()
+        for i in range(objects):
+            secret = {"apiVersion": "v1", "kind": "Secret",
+                      "metadata": {"name": f"s{i}", "namespace": ns},
+                      "stringData": {f"k{j}": f"value-{i}-{j}" for j in range(ITEMS_PER_OBJECT)}}
+            doc = seal_secret(secret, sealer.public_key, sealer.fingerprint)
+            kube.create_custom(api.GROUP, api.VERSION, api.PLURAL_SEALED, ns, doc)
+        print(f"  created {objects} SealedSecrets in {time.perf_counter() - t:.1f}s")
+        token = kube.request_token(ctl_ns, "secretsync-controller")
+        kc = write_kubeconfig(Path(tempfile.mkdtemp()) / "kc", sb.server, sb.ca_file,
+                              token=token, user="ctl", namespace=ctl_ns)
+        ctl = ControllerProcess(kc, controller_namespace=ctl_ns, namespace=ns,
+                                extra=("--log-level", "WARNING", "--no-leader-elect"))
+        t0 = time.perf_counter()
+        ctl.start()
+        try:
+            ctl.wait_ready(120)
+            t_ready = time.perf_counter() - t0
+            while True:
+                n = len(kube.list_secrets(ns, f"{api.LABEL_MANAGED_BY}={api.MANAGED_BY_VALUE}"))
+                if n >= objects:
+                    break
+                if time.perf_counter() - t0 > 900:
+                    raise RuntimeError(f"only {n}/{objects} Secrets after 900s")
+                time.sleep(0.25)
+            total = time.perf_counter() - t0
+        finally:
+            ctl.stop()
+        times[nkeys] = total
+        items = objects * ITEMS_PER_OBJECT
+        print(f"  {nkeys:2d} key(s): cold start -> {objects} Secrets synced in {total:6.1f}s "
+              f"(ready after {t_ready:.1f}s): {items / total:6.0f} items/s = "
+              f"{100 * items / total / ceiling_rate:4.1f}% of the RSA ceiling; "
+              f"after ready: {items / (total - t_ready):6.0f} items/s")
+        kube.request("DELETE", f"/api/v1/namespaces/{ns}")
+        for d in docs:
+            if d["kind"] in ("Namespace", "ClusterRole", "ClusterRoleBinding"):
+                kube.delete_object(d)
+    print(f"  12 keys / 1 key time ratio: {times[len(keys)] / times[1]:.2f} (target <= 1.1)")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--objects", type=int, default=1000)
+    ap.add_argument("--items", type=int, default=400, help="items for the pure benchmarks")
+    ap.add_argument("--keys", type=int, default=12)
+    ap.add_argument("--no-cluster", action="store_true")
+    args = ap.parse_args()
+    print(f"bench_unseal: {CORES} core(s)")
+    t = time.perf_counter()
+    keys = make_keys(args.keys)
+    print(f"generated {args.keys} RSA-4096 keys in {time.perf_counter() - t:.1f}s")
+    ceil = ceiling(keys[0], args.items)
+    print(f"RSA-4096 OAEP decrypt ceiling ({CORES} threads): {ceil:.0f}/s")
+    print("pure unseal (KeyRegistry.decrypt):")
+    pure(keys, args.items)
+    if not args.no_cluster:
+        print(f"controller end to end ({args.objects} SealedSecrets x {ITEMS_PER_OBJECT} items):")
+        cluster(keys, args.objects, ceil)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
