@@ -26,12 +26,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cryptography.hazmat.primitives import hashes  # noqa: E402
-from cryptography.hazmat.primitives.asymmetric import padding  # noqa: E402
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding
 
-from secretsync.crypto import pem  # noqa: E402
-from secretsync.crypto.format import scope_label, seal_item  # noqa: E402
-from secretsync.keys import KeyRegistry, SealingKey  # noqa: E402
+from secretsync.crypto import pem
+from secretsync.crypto.format import scope_label, seal_item
+from secretsync.keys import KeyRegistry, SealingKey
 
 CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
 ITEMS_PER_OBJECT = 4
