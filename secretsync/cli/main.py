@@ -39,6 +39,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "generate an RSA-4096 sealing key and self-signed certificate",
     ),
     "controller": ("secretsync.controller.main", "run the controller (needs [controller] extra)"),
+    "keys import": ("secretsync.cli.keys_import", "add existing sealing keys to the cluster"),
+    "validate": ("secretsync.cli.validate", "ask the controller whether SealedSecrets unseal"),
 }
 
 GROUPS: dict[str, str] = {

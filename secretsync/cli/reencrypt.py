@@ -55,10 +55,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--private-key",
         action="append",
-        required=True,
         metavar="FILE",
         help="old PEM private key or kubectl-exported key Secret(s); repeatable",
     )
+    p.add_argument(
+        "--cluster",
+        action="store_true",
+        help="let the controller re-encrypt to its newest key (no private key needed here)",
+    )
+    from secretsync.cli.cluster_cmds import add_controller_arguments
+
+    add_controller_arguments(p)
     p.add_argument(
         "--cert",
         metavar="PATH|URL",
@@ -186,6 +193,12 @@ class _Progress:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.cluster:
+        from secretsync.cli.cluster_cmds import reencrypt_cluster
+
+        return reencrypt_cluster(args)
+    if not args.private_key:
+        return error("give the old key(s) with --private-key FILE, or use --cluster")
     registry = load_registry(args.private_key)
     public_key, fp = public_key_and_fingerprint(args, args.cert)
     files, failed = discover(args.paths)

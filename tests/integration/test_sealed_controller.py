@@ -534,6 +534,114 @@ def test_no_plaintext_in_events_status_or_annotations(
             assert base64.b64encode(value.encode()).decode() not in blob
 
 
+# --- Bitnami compatibility and the cluster CLI commands ---------------------------------------
+
+BITNAMI_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "sealedsecrets.bitnami.com"},
+    "spec": {
+        "group": "bitnami.com",
+        "scope": "Namespaced",
+        "names": {"kind": "SealedSecret", "plural": "sealedsecrets",
+                  "singular": "sealedsecret", "listKind": "SealedSecretList"},
+        "versions": [{
+            "name": "v1alpha1", "served": True, "storage": True,
+            "subresources": {"status": {}},
+            "schema": {"openAPIV3Schema": {
+                "type": "object",
+                "properties": {
+                    "spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+                    "status": {"type": "object",
+                               "x-kubernetes-preserve-unknown-fields": True},
+                },
+            }},
+        }],
+    },
+}
+
+
+def test_bitnami_compat_kubeseal_objects_and_bitnami_keys(
+    kube: Kube, namespace: str, ctl_ns: str, kubeseal_bin: Path, tmp_path: Path,
+    start_controller: Start, sandbox: Any
+) -> None:
+    kube.apply(BITNAMI_CRD)
+    wait_for(lambda: kube.crd_established("sealedsecrets.bitnami.com"), what="Bitnami CRD")
+    # a key Secret as Bitnami's controller labels it (not ours)
+    bitnami_key = keypair(4)
+    body = secret_body_for_key(bitnami_key.key, namespace=ctl_ns, name=f"bitnami-{namespace}")
+    body["metadata"]["labels"] = {api.BITNAMI_LABEL_SEALING_KEY: "active"}
+    kube.create_secret(ctl_ns, body)
+    start_controller(("--bitnami-compat", "--import-bitnami-keys"))
+    # sealed by Bitnami's own kubeseal to the Bitnami key: no fingerprint annotation
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(plain_secret("from-kubeseal", namespace)))
+    out = subprocess.run(
+        [str(kubeseal_bin), "--cert", str(bitnami_key.cert_path), "--format", "yaml",
+         "-f", str(tmp_path / "s.yaml")],
+        capture_output=True, text=True, timeout=60,
+        env={"KUBECONFIG": str(sandbox.kubeconfig), "PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0, out.stderr
+    doc = yaml.safe_load(out.stdout)
+    assert doc["apiVersion"] == "bitnami.com/v1alpha1"
+    created = kube.create_custom("bitnami.com", "v1alpha1", P, namespace, doc)
+    secret = wait_for(lambda: kube.get_secret(namespace, "from-kubeseal"), what="Secret")
+    assert values(secret) == {"password": VALUE.encode(), "user": b"admin"}
+    ref = secret["metadata"]["ownerReferences"][0]
+    assert ref["apiVersion"] == "bitnami.com/v1alpha1"
+    assert ref["uid"] == created["metadata"]["uid"]
+    obj = wait_for(lambda: (kube.get_custom("bitnami.com", "v1alpha1", P, namespace,
+                                            "from-kubeseal") or {}).get("status"),
+                   what="Bitnami object status")
+    assert obj["conditions"][0]["status"] == "True"
+
+
+def test_cli_keys_import_validate_and_reencrypt_cluster(
+    kube: Kube, namespace: str, ctl_ns: str, sandbox: Any, tmp_path: Path,
+    start_controller: Start
+) -> None:
+    ctl = start_controller()
+    url = f"http://127.0.0.1:{ctl.port}"
+    k5 = keypair(5)
+    doc = seal("cli", namespace, key=k5.key)
+    (tmp_path / "cli.yaml").write_text(yaml.safe_dump(doc))
+
+    def cli(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([PY, "-m", "secretsync", *argv], capture_output=True, text=True,
+                              timeout=60)
+
+    bad = cli("validate", str(tmp_path / "cli.yaml"), "--controller-url", url)
+    assert bad.returncode == 1
+    assert "DecryptFailed" in bad.stdout
+
+    imported = cli("keys", "import", str(k5.key_path), "--kubeconfig", str(sandbox.kubeconfig),
+                   "--controller-namespace", ctl_ns)
+    assert imported.returncode == 0, imported.stderr
+    again = cli("keys", "import", str(k5.key_path), "--kubeconfig", str(sandbox.kubeconfig),
+                "--controller-namespace", ctl_ns)
+    assert again.returncode == 0 and "already present" in again.stdout
+
+    def valid() -> bool:
+        return cli("validate", str(tmp_path / "cli.yaml"), "--controller-url", url
+                   ).returncode == 0
+
+    wait_for(valid, timeout=30, what="imported key in use")
+
+    # reencrypt --cluster: the controller re-seals to its newest key; the file changes
+    before = (tmp_path / "cli.yaml").read_text()
+    out = cli("reencrypt", "--cluster", "--controller-url", url, str(tmp_path / "cli.yaml"))
+    assert out.returncode == 0, out.stderr
+    after = yaml.safe_load((tmp_path / "cli.yaml").read_text())
+    assert (tmp_path / "cli.yaml").read_text() != before
+    assert VALUE not in (tmp_path / "cli.yaml").read_text()
+    newest = kube.get_configmap(ctl_ns, "secretsync-controller-cert")
+    assert newest is not None
+    assert after["metadata"]["annotations"][api.ANN_KEY_FINGERPRINT] == newest["metadata"][
+        "annotations"][api.ANN_KEY_FINGERPRINT]
+    assert cli("validate", str(tmp_path / "cli.yaml"), "--controller-url", url).returncode == 0
+    create(kube, after)
+    wait_condition(kube, namespace, "cli", "True")
+
+
 # --- deploy/ ----------------------------------------------------------------------------------
 
 
