@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from secretsync import api
-from secretsync.backends.base import FindQuery, RemoteRef
+from secretsync.backends.base import FindQuery, RemoteRef, select_property
 from secretsync.errors import InvalidInput, SecretNotFound
 from secretsync.reconcile.external_spec import ExternalSpec
 from secretsync.reconcile.template import render_data
@@ -68,6 +68,12 @@ class Fetch:
         )
 
 
+def _value_fetch(ref: RemoteRef) -> Fetch:
+    # The whole value is fetched once per (key, version); ``property`` is selected here, so
+    # objects reading different properties of one secret still share a single backend call.
+    return Fetch(op="get", key=ref.key, version=ref.version)
+
+
 def fetch_plan(spec: ExternalSpec) -> list[Fetch]:
     """The distinct backend calls this spec needs, in a stable order."""
     out: list[Fetch] = []
@@ -85,7 +91,7 @@ def fetch_plan(spec: ExternalSpec) -> list[Fetch]:
                 )
             )
     for d in spec.data:
-        out.append(Fetch.of_ref("get", d.ref))
+        out.append(_value_fetch(d.ref))
     seen: set[Fetch] = set()
     return [f for f in out if not (f in seen or seen.add(f))]  # type: ignore[func-returns-value]
 
@@ -194,10 +200,18 @@ def assemble(spec: ExternalSpec, results: Mapping[Fetch, FetchResult]) -> Assemb
                 raise InvalidInput(f"{what}: key {key!r} (after rewrite) is not a valid Secret key")
             out[key] = decode(value, item.decoding, what=f"{what} key {key!r}")
     for i, d in enumerate(spec.data):
-        r = result(Fetch.of_ref("get", d.ref))
+        r = result(_value_fetch(d.ref))
         if r is None:
             continue
         assert isinstance(r, bytes)
+        if d.ref.property:
+            try:
+                r = select_property(r, d.ref.property, what=f"secret {d.ref.key!r}")
+            except SecretNotFound:
+                if not lenient:
+                    raise
+                missing.append(f"{d.ref.key!r} property {d.ref.property!r}")
+                continue
         if not _SECRET_KEY.match(d.secret_key):
             raise InvalidInput(f"spec.data[{i}].secretKey {d.secret_key!r} is not a valid key")
         out[d.secret_key] = decode(r, d.decoding, what=f"spec.data[{i}]")

@@ -46,8 +46,9 @@ def test_fetch_plan_dedupes_and_orders() -> None:
         )
     )
     plan = rx.fetch_plan(spec)
-    assert [f.op for f in plan] == ["get_map", "find", "get", "get"]
-    assert len({hash(f) for f in plan}) == 4
+    # one value fetch for all three properties of 'db': properties are selected locally
+    assert [f.op for f in plan] == ["get_map", "find", "get"]
+    assert plan[2] == rx.Fetch("get", "db")
 
 
 def test_assemble_data_wins_over_datafrom_and_decodes() -> None:
@@ -387,3 +388,16 @@ def test_rewrite_accepts_go_replacement_syntax(source: str, target: str, name: s
 def test_go_replacement_escapes() -> None:
     assert rx.go_replacement("$$1") == "$1"
     assert rx.go_replacement("a\\b") == "a\\\\b"
+
+
+def test_properties_are_selected_from_one_fetch() -> None:
+    spec = parse_spec(es({"data": [
+        {"secretKey": "u", "remoteRef": {"key": "db", "property": "user"}},
+        {"secretKey": "p", "remoteRef": {"key": "db", "property": "nested.pw"}}]}))
+    out = rx.assemble(spec, {rx.Fetch("get", "db"): b'{"user":"a","nested":{"pw":"b"}}'})
+    assert out.data == {"u": b"a", "p": b"b"}
+    spec = parse_spec(es({"data": [{"secretKey": "u", "remoteRef": {"key": "db",
+                                                                     "property": "nope"}}]}))
+    with pytest.raises(SecretNotFound) as info:
+        rx.assemble(spec, {rx.Fetch("get", "db"): b'{"user":"s3cr3t"}'})
+    assert "nope" in str(info.value) and "s3cr3t" not in str(info.value)
