@@ -202,6 +202,11 @@ class Stores:
         meta = store.get("metadata") or {}
         sid = c.store
         ready = c.error is None
+        if c.key[2] and kind == api.KIND_CLUSTER_STORE:
+            # A client for one reading namespace (its refs resolve there): its problem is
+            # reported on that namespace's ExternalSecrets, not on the shared store's status
+            # (which would flip between namespaces).
+            return
         m.STORE_READY.labels(kind, sid[1], sid[2]).set(1 if ready else 0)
         prev = self._status.get(sid) or {}
         reason = "Valid" if ready else (c.error.reason if c.error else "Error")
