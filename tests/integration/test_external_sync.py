@@ -488,3 +488,45 @@ def test_single_flight_shares_reads(world: World) -> None:
         - before
     )
     assert 2 <= reads <= 4, f"expected ~1 read per cycle for 10 objects, got {reads}"
+
+
+def test_deletion_policy_merge_and_immutable_target(world: World) -> None:
+    w = world
+    w.put("a", {"v": f"a-{MARK}"})
+    w.put("b", {"v": base64.b64encode(f"b-{MARK}".encode()).decode()})
+    w.apply_es(
+        "merged",
+        {
+            "refreshInterval": "1s",
+            "target": {"deletionPolicy": "Merge"},
+            "data": [
+                {"secretKey": "a", "remoteRef": {"key": "a", "property": "v"}},
+                {
+                    "secretKey": "b",
+                    "remoteRef": {"key": "b", "property": "v", "decodingStrategy": "Auto"},
+                },
+            ],
+        },
+    )
+    w.wait_ready("merged")
+    w.wait_data("merged", {"a": f"a-{MARK}".encode(), "b": f"b-{MARK}".encode()})
+    w.vault.secrets.kv.v2.delete_metadata_and_all_versions("b", mount_point=w.mount)
+    w.wait_data("merged", {"a": f"a-{MARK}".encode()}, timeout=15)
+    assert w.ready("merged")["status"] == "True"  # type: ignore[index]
+
+    w.apply_es(
+        "frozen",
+        {
+            "refreshInterval": "1s",
+            "target": {"immutable": True},
+            "data": [{"secretKey": "a", "remoteRef": {"key": "a", "property": "v"}}],
+        },
+    )
+    w.wait_ready("frozen")
+    first = w.secret("frozen")
+    assert first is not None and first.get("immutable") is True
+    w.put("a", {"v": f"a2-{MARK}"})
+    w.wait_data("frozen", {"a": f"a2-{MARK}".encode()}, timeout=15)
+    second = w.secret("frozen")
+    assert second is not None and second.get("immutable") is True
+    assert second["metadata"]["uid"] != first["metadata"]["uid"], "recreated, not edited"
