@@ -1,0 +1,63 @@
+"""Pure decisions of the controller: may I take the Lease, is a new key due, flag parsing."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+
+import pytest
+
+from secretsync.controller.keyring import parse_cutoff, renewal_due
+from secretsync.controller.leader import can_acquire
+from secretsync.controller.main import _duration
+from secretsync.errors import SecretSyncError
+
+NOW = dt.datetime(2026, 6, 1, 12, 0, 0, tzinfo=dt.UTC)
+
+
+def lease(holder: str | None, renewed: dt.datetime | None, duration: int = 15) -> dict:
+    spec: dict = {"holderIdentity": holder, "leaseDurationSeconds": duration}
+    if renewed is not None:
+        spec["renewTime"] = renewed.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return {"spec": spec}
+
+
+def test_can_acquire() -> None:
+    assert can_acquire(None, "me", NOW)
+    assert can_acquire(lease(None, NOW), "me", NOW)  # released
+    assert can_acquire(lease("me", NOW), "me", NOW)  # renew our own
+    assert not can_acquire(lease("other", NOW - dt.timedelta(seconds=5)), "me", NOW)
+    assert not can_acquire(lease("other", NOW - dt.timedelta(seconds=14.9)), "me", NOW)
+    assert can_acquire(lease("other", NOW - dt.timedelta(seconds=15)), "me", NOW)  # expired
+    assert can_acquire(lease("other", None), "me", NOW)
+
+
+def test_renewal_due() -> None:
+    period = 720 * 3600.0
+    assert renewal_due(None, NOW, period)  # no key at all
+    assert not renewal_due(NOW - dt.timedelta(days=29), NOW, period)
+    assert renewal_due(NOW - dt.timedelta(days=30), NOW, period)
+    assert not renewal_due(NOW - dt.timedelta(days=400), NOW, 0)  # renewal disabled
+    cutoff = NOW - dt.timedelta(hours=1)
+    assert renewal_due(NOW - dt.timedelta(days=1), NOW, period, cutoff)  # older than cutoff
+    assert not renewal_due(NOW - dt.timedelta(minutes=5), NOW, period, cutoff)
+    future = NOW + dt.timedelta(days=1)
+    assert not renewal_due(NOW - dt.timedelta(days=1), NOW, period, future)
+
+
+def test_parse_cutoff() -> None:
+    assert parse_cutoff(None) is None
+    assert parse_cutoff("2026-01-01T00:00:00Z") == dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    with pytest.raises(SecretSyncError, match="RFC 3339"):
+        parse_cutoff("yesterday")
+
+
+def test_duration() -> None:
+    assert _duration("720h") == 720 * 3600
+    assert _duration("1h30m") == 5400
+    assert _duration("45s") == 45
+    assert _duration("2d") == 2 * 86400
+    assert _duration("90") == 90
+    for bad in ("", "5x", "h", "10h5"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            _duration(bad)
