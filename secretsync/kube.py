@@ -377,6 +377,20 @@ class Kube:
         items: list[Obj] = resp.get("items") or []
         return items
 
+    # --- Namespaces and workloads (ExternalSecret conditions and rollout restarts) ---------
+
+    def get_namespace(self, name: str) -> Obj | None:
+        return self._get_or_none(f"/api/v1/namespaces/{name}", f"get Namespace {name}")
+
+    def patch_workload(
+        self, namespace: str, kind: str, name: str, patch: Mapping[str, Any]
+    ) -> Obj:
+        """Merge-patch a Deployment, StatefulSet or DaemonSet (apps/v1)."""
+        plural = {"Deployment": "deployments", "StatefulSet": "statefulsets",
+                  "DaemonSet": "daemonsets"}[kind]
+        return self._patch(f"/apis/apps/v1/namespaces/{namespace}/{plural}/{name}", patch,
+                           f"patch {kind} {namespace}/{name}")
+
     # --- ServiceAccount tokens -----------------------------------------------------------
 
     def request_token(

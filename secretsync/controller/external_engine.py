@@ -50,11 +50,6 @@ from secretsync.reconcile.external_status import (
 log = logging.getLogger("secretsync.external")
 
 Key = tuple[str, str]  # (namespace, name)
-WORKLOAD_PLURALS = {
-    "Deployment": "deployments",
-    "StatefulSet": "statefulsets",
-    "DaemonSet": "daemonsets",
-}
 NEVER = float("inf")
 
 
@@ -486,16 +481,8 @@ class Engine:
             }
         }
         for t in spec.restart_targets:
-            path = f"/apis/apps/v1/namespaces/{ns}/{WORKLOAD_PLURALS[t.kind]}/{t.name}"
             try:
-                await kube_call(
-                    self.kube.request,
-                    "PATCH",
-                    path,
-                    patch,
-                    content_type="application/merge-patch+json",
-                    what=f"restart {t.kind} {ns}/{t.name}",
-                )
+                await kube_call(self.kube.patch_workload, ns, t.kind, t.name, patch)
                 m.API_WRITES.labels(t.kind, "patch").inc()
                 await self._event(
                     es, "RolloutRestart", f"{t.kind} {t.name} restarted (Secret data changed)"
@@ -530,9 +517,7 @@ class Engine:
         hit = self._ns_labels.get(ns)
         if hit is not None and time.monotonic() - hit[0] < 30:
             return hit[1]
-        obj = await kube_call(
-            self.kube.request, "GET", f"/api/v1/namespaces/{ns}", what=f"get Namespace {ns}"
-        )
+        obj = await kube_call(self.kube.get_namespace, ns) or {}
         labels = dict((obj.get("metadata") or {}).get("labels") or {})
         self._ns_labels[ns] = (time.monotonic(), labels)
         return labels

@@ -196,8 +196,9 @@ def test_rotation_reaches_secret_and_restarts_deployment(world: World) -> None:
     assert ANN_RESTARTED_AT not in template_annotations(), "first sync is not a change"
     w.put("rot", {"v": f"two-{MARK}"})
     start = time.monotonic()
-    w.wait_data("rot", {"v": f"two-{MARK}".encode()}, timeout=10)
-    assert time.monotonic() - start < 2 + 3, "rotation visible within one interval (+ slack)"
+    w.wait_data("rot", {"v": f"two-{MARK}".encode()}, timeout=20)
+    # within one refresh interval (2 s), with generous slack for a loaded CI machine
+    assert time.monotonic() - start < 2 + 6, "rotation visible within one interval"
     wait_for("restart annotation", lambda: template_annotations().get(ANN_RESTARTED_AT), 10)
     later = w.es("rot")
     assert later["status"]["syncedDataHash"] != first["status"]["syncedDataHash"]
