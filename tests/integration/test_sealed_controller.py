@@ -10,6 +10,8 @@ Every controller log is scanned for the plaintext values at teardown.
 from __future__ import annotations
 
 import base64
+import os
+import signal
 import subprocess
 import time
 import uuid
@@ -306,7 +308,7 @@ def test_unmanaged_secret_hand_over(kube: Kube, namespace: str, start_controller
 def test_self_healing_after_delete_and_edits(
     kube: Kube, namespace: str, start_controller: Start
 ) -> None:
-    start_controller()
+    ctl = start_controller()
     create(kube, seal("heal", namespace, labels={"team": "a"}, annotations={"note": "n"}))
     first = wait_for(lambda: kube.get_secret(namespace, "heal"), what="Secret")
     want = values(first)
@@ -338,6 +340,25 @@ def test_self_healing_after_delete_and_edits(
     wait_for(lambda: ((kube.get_secret(namespace, "heal") or {}).get("metadata", {})
                       .get("labels") or {}).get(api.LABEL_MANAGED_BY) == api.MANAGED_BY_VALUE,
              timeout=20, what="managed-by label restored")
+
+    # the type cannot be updated in place; a `kubectl replace --force` with another type
+    # (owner reference kept) is turned back into the declared type
+    current = kube.get_secret(namespace, "heal")
+    assert current is not None and current["type"] == "Opaque"
+    replaced = {"apiVersion": "v1", "kind": "Secret", "type": "example.com/other",
+                "metadata": {k: current["metadata"][k]
+                             for k in ("name", "namespace", "labels", "ownerReferences")},
+                "data": current["data"]}
+    assert ctl.popen is not None
+    os.kill(ctl.popen.pid, signal.SIGSTOP)  # so it cannot restore between delete and create
+    try:
+        kube.delete_secret(namespace, "heal")
+        kube.create_secret(namespace, replaced)
+    finally:
+        os.kill(ctl.popen.pid, signal.SIGCONT)
+    wait_for(lambda: (kube.get_secret(namespace, "heal") or {}).get("type") == "Opaque",
+             timeout=20, what="type restored")
+    assert values(kube.get_secret(namespace, "heal") or {}) == want
 
 
 def test_delete_sealed_secret_garbage_collects_secret(
