@@ -332,6 +332,13 @@ class VaultBackend:
         async with self._auth_lock:
             if time.monotonic() - self._last_login < RELOGIN_MIN_INTERVAL:
                 return False
+            if self._token is not None:
+                try:  # a valid token means the policy denied this path: no login helps
+                    await self._run("validate", f"{self._what}: token lookup",
+                                    lambda c: c.auth.token.lookup_self(), authenticated=False)
+                    return False
+                except BackendAuthError:
+                    pass
             self._token = None
             await self._login()
             return True
