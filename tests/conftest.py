@@ -45,11 +45,14 @@ def sandbox() -> Iterator[launcher.Sandbox]:
     paths.DEV.mkdir(parents=True, exist_ok=True)
     users = open(paths.DEV / "users.lock", "w")
     fcntl.flock(users, fcntl.LOCK_SH)
+    failure = None
     try:
         sb = launcher.running() or launcher.up()
     except (proc.ComponentError, builder.BuildError) as exc:
+        failure = f"sandbox could not start: {exc}"
+    if failure is not None:
         users.close()
-        pytest.fail(f"sandbox could not start: {exc}", pytrace=False)
+        pytest.fail(failure, pytrace=False)
     saved = {k: os.environ.get(k) for k in sb.env}
     os.environ.update(sb.env)
     try:
@@ -202,4 +205,5 @@ def kubeseal_bin() -> Path:
     try:
         return builder.ensure_kubeseal()
     except builder.BuildError as exc:
-        pytest.fail(f"kubeseal could not be built: {exc}", pytrace=False)
+        failure = f"kubeseal could not be built: {exc}"
+    pytest.fail(failure, pytrace=False)
