@@ -122,6 +122,9 @@ class Kube:
                 )
         except (ConfigException, OSError, ValueError) as exc:
             raise KubeError(f"cannot load kubeconfig {path or '(in-cluster)'}: {exc}") from exc
+        # Controllers call the API from many threads at once (asyncio.to_thread); a pool smaller
+        # than that discards connections and pays a TLS handshake per request.
+        cfg.connection_pool_maxsize = max(int(cfg.connection_pool_maxsize or 0), 64)
         return cls(client.ApiClient(cfg), namespace=namespace)
 
     def connection(self) -> Connection:
