@@ -240,14 +240,15 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="secretsync-demo-"))
     sa_kubeconfig = service_account_kubeconfig(kube, "secretsync", "secretsync-controller",
                                                work / "controller.kubeconfig")
+    kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "demo"}})
     _say("starting the controller as ServiceAccount secretsync/secretsync-controller")
-    ctl = ControllerProcess(sa_kubeconfig, controller_namespace="secretsync",
+    # --namespace demo: the demo must not touch objects of tests running in the same sandbox
+    ctl = ControllerProcess(sa_kubeconfig, controller_namespace="secretsync", namespace="demo",
                             log_path=work / "controller.log").start()
     try:
         ctl.wait_ready(90)
         print(f"controller ready; log: {ctl.log_path}")
         ns = "demo"
-        kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
         plain = {"apiVersion": "v1", "kind": "Secret",
                  "metadata": {"name": "db-credentials", "namespace": ns,
                               "labels": {"app": "demo"}},
