@@ -164,26 +164,41 @@ def up() -> Sandbox:
             return sb
         _wipe()
         build_all()
-        paths.ensure_dirs()
         t0 = time.monotonic()
-        cfg: dict[str, Any] = {"ports": {}}
-        used: set[int] = set()
-        for name in PORTS:
-            port = proc.free_port()
-            while port in used:
-                port = proc.free_port()
-            used.add(port)
-            cfg["ports"][name] = port
-        kube.prepare(cfg)
-        try:
-            _start(cfg)
-        except BaseException:
-            proc.stop(proc.recorded())
-            raise
+        for attempt in (1, 2):
+            cfg = _fresh_config()
+            try:
+                _start(cfg)
+                break
+            except proc.ComponentError as exc:
+                proc.stop(proc.recorded())
+                if attempt == 2:
+                    raise
+                # most often a free port taken by someone else meanwhile: once more, new ports
+                _say(f"start failed, retrying once with new ports: {str(exc).splitlines()[0]}")
+                _wipe()
+            except BaseException:
+                proc.stop(proc.recorded())
+                raise
         STATE_FILE.write_text(json.dumps(cfg, indent=1))
         write_env(cfg)
         _say(f"up in {time.monotonic() - t0:.1f}s; `source {paths.ENV_FILE}`")
         return Sandbox(cfg, started=True)
+
+
+def _fresh_config() -> dict[str, Any]:
+    """Distinct free loopback ports and a new PKI/kubeconfigs under a clean `.dev/state`."""
+    paths.ensure_dirs()
+    cfg: dict[str, Any] = {"ports": {}}
+    used: set[int] = set()
+    for name in PORTS:
+        port = proc.free_port()
+        while port in used:
+            port = proc.free_port()
+        used.add(port)
+        cfg["ports"][name] = port
+    kube.prepare(cfg)
+    return cfg
 
 
 def _start(cfg: dict[str, Any]) -> None:
