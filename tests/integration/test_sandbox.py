@@ -344,3 +344,56 @@ def test_stop_ends_the_whole_process_group_and_spares_reused_pids() -> None:
     _eventually(lambda: not Path(f"/proc/{child}").exists()
                 or "Z" in Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[0],
                 10, "the child to end")
+
+
+def test_gcp_listing_pages_and_filters_by_label(
+    sandbox: launcher.Sandbox, name_prefix: str
+) -> None:
+    import grpc
+    from google.cloud import secretmanager
+    from google.cloud.secretmanager_v1.services.secret_manager_service.transports import (
+        SecretManagerServiceGrpcTransport,
+    )
+
+    channel = grpc.insecure_channel(sandbox.env["GCP_SECRET_MANAGER_GRPC"])
+    sm = secretmanager.SecretManagerServiceClient(
+        transport=SecretManagerServiceGrpcTransport(channel=channel))
+    project = f"projects/{name_prefix}p"
+    for i in range(5):
+        sm.create_secret(request={
+            "parent": project, "secret_id": f"s{i}",
+            "secret": {"replication": {"automatic": {}}, "labels": {"odd": str(i % 2)}}})
+    pager = sm.list_secrets(request={"parent": project, "page_size": 2})
+    pages = [[s.name.rsplit("/", 1)[1] for s in page.secrets] for page in pager.pages]
+    assert pages == [["s0", "s1"], ["s2", "s3"], ["s4"]]
+    odd = sm.list_secrets(request={"parent": project, "filter": "labels.odd=1"})
+    assert sorted(s.name.rsplit("/", 1)[1] for s in odd) == ["s1", "s3"]
+    channel.close()
+
+
+def test_azure_listing_pages_and_disabled_secret_is_forbidden(
+    sandbox: launcher.Sandbox, name_prefix: str
+) -> None:
+    from azure.core.credentials import AccessToken
+    from azure.core.exceptions import HttpResponseError
+    from azure.keyvault.secrets import SecretClient
+
+    class DummyCredential:
+        def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+            return AccessToken("sandbox-token", int(time.time()) + 3600)
+
+    kv = SecretClient(sandbox.env["AZURE_KEYVAULT_URL"], DummyCredential(),  # type: ignore[arg-type]
+                      api_version="7.6", verify_challenge_resource=False,
+                      connection_verify=str(sandbox.ca_file))
+    names = [f"{name_prefix}n{i}" for i in range(5)]
+    for n in names:
+        kv.set_secret(n, "v")
+    pages = kv.list_properties_of_secrets(max_page_size=2).by_page()
+    seen = [[p.name for p in page] for page in pages]
+    assert max(len(p) for p in seen) == 2  # served in pages, followed via nextLink
+    assert set(names) <= {n for page in seen for n in page}
+    latest = kv.get_secret(names[0]).properties.version
+    kv.update_secret_properties(names[0], latest, enabled=False)
+    with pytest.raises(HttpResponseError) as denied:
+        kv.get_secret(names[0])
+    assert denied.value.status_code == 403
