@@ -429,6 +429,40 @@ def test_key_generated_persisted_and_restart_makes_no_duplicates(
         uninstall(kube, cleanup)
 
 
+def test_key_renewal_and_cutoff_keep_old_keys(
+    kube: Kube, namespace: str, token_kubeconfig: Any, tmp_path: Path, start_controller: Start
+) -> None:
+    old = keypair(6).key
+    fresh_ns, cleanup = install_controller_namespace(kube, [old])
+    try:
+        kc = token_kubeconfig(fresh_ns, SA, tmp_path / "renew.kubeconfig")
+        cutoff = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 1))
+        time.sleep(1.5)  # the cutoff is now in the past and newer than the old key
+        ctl = start_controller(("--key-cutoff-time", cutoff, "--key-renew-period", "6s"),
+                               controller_namespace=fresh_ns, kubeconfig=kc)
+        cm_name = api.DEFAULT_CONTROLLER_NAME + api.CERT_CONFIGMAP_SUFFIX
+
+        def key_names() -> list[str]:
+            return sorted(s["metadata"]["name"]
+                          for s in kube.list_secrets(fresh_ns, api.LABEL_SEALING_KEY))
+
+        assert len(key_names()) == 2  # the cutoff made a new key at start
+        published = kube.get_configmap(fresh_ns, cm_name)
+        assert published is not None
+        assert published["metadata"]["annotations"][api.ANN_KEY_FINGERPRINT] != old.fingerprint
+        wait_for(lambda: len(key_names()) >= 3, timeout=30, what="renewed key")
+        latest = wait_for(lambda: (c := kube.get_configmap(fresh_ns, cm_name)) and c[
+            "metadata"]["annotations"][api.ANN_KEY_FINGERPRINT] != published["metadata"][
+            "annotations"][api.ANN_KEY_FINGERPRINT] and c, what="new cert published")
+        status, body = ctl.http("/v1/cert.pem")
+        assert status == 200 and body.decode() == latest["data"]["cert.pem"]
+        # the oldest key still unseals
+        create(kube, seal("still-old", namespace, key=old))
+        wait_condition(kube, namespace, "still-old", "True")
+    finally:
+        uninstall(kube, cleanup)
+
+
 def test_cert_configmap_readable_by_any_user_and_fetch_cert(
     kube: Kube, namespace: str, ctl_ns: str, token_kubeconfig: Any, tmp_path: Path,
     start_controller: Start
