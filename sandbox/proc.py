@@ -100,7 +100,7 @@ def recorded() -> list[Proc]:
     return out
 
 
-def stop(procs: list[Proc], grace: float = 10.0) -> None:
+def stop(procs: list[Proc], grace: float = 5.0) -> None:
     """SIGTERM each live recorded process group, then SIGKILL what is left after `grace`."""
     live = [p for p in procs if p.alive()]
     for p in live:
