@@ -87,7 +87,7 @@ def make_app(rt: Runtime) -> web.Application:
 
     async def _with_doc(request: web.Request, fn: Any) -> web.Response:
         if len(rt.keys.registry) == 0:
-            return web.json_response({"reason": "NoKeys", "message": "standby or starting"},
+            return web.json_response({"reason": "NoKeys", "message": "no key loaded yet"},
                                      status=503)
         try:
             doc = _load_one(await request.read())

@@ -236,5 +236,15 @@ class KeyManager:
             except SecretSyncError as exc:
                 log.warning("key refresh failed: %s", exc.message)
 
+    async def follow(self) -> None:
+        """Standby replicas: keep the key set current (read-only) so /v1/cert.pem and
+        /v1/verify answer from any replica; never generates."""
+        while True:
+            try:
+                await asyncio.to_thread(self.reload)
+            except SecretSyncError as exc:
+                log.warning("key refresh failed: %s", exc.message)
+            await asyncio.sleep(self.poll_interval)
+
     async def stop(self) -> None:
         self._listeners.clear()

@@ -135,7 +135,11 @@ async def _main(args: argparse.Namespace) -> int:
         if args.leader_elect:
             elector = LeaderElector(kube, args.controller_namespace, args.controller_name,
                                     lease_duration=args.lease_duration)
-            await elector.acquire()
+            follower = asyncio.create_task(keys.follow(), name="standby-keys")
+            try:
+                await elector.acquire()
+            finally:
+                follower.cancel()
         rt.is_leader = True
         await keys.start()
         return await _operate(args, rt, elector)

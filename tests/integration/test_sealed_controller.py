@@ -539,6 +539,9 @@ def test_ha_standby_takes_over_within_30s(
     second = start_controller(ready="standby")
     create(kube, seal("ha-1", namespace))
     wait_condition(kube, namespace, "ha-1", "True")
+    # the standby follows the keys: it serves the certificate and verifies too
+    assert second.http("/v1/cert.pem") == first.http("/v1/cert.pem")
+    assert second.http("/v1/verify", yaml.safe_dump(seal("ha-1", namespace)).encode())[0] == 200
     first.kill()  # a crash: the Lease is not released
     t0 = time.monotonic()
     second.wait_ready(40)
