@@ -58,6 +58,7 @@ _cache: dict[str, _Cached] = {}  # SealedSecret uid -> desired Secret of its cur
 _locks: dict[tuple[str, str], asyncio.Lock] = {}
 _retries: dict[Ref, asyncio.Task[None]] = {}
 _failed: dict[Ref, str] = {}  # objects whose last reconcile failed -> reason
+_attempts: dict[Ref, int] = {}  # consecutive API-error retries (backoff)
 # (namespace, name) -> the managed Secret as last seen (LIST at start, then the Secret watch)
 _index: dict[tuple[str, str], dict[str, Any]] = {}
 _index_ready = False
@@ -207,6 +208,7 @@ async def reconcile(obj: Mapping[str, Any], *, restored: bool = False) -> None:
             action = await _apply(rt, obj, desired)
             rt.retry_on_new_key.discard(ref)
             _failed.pop(ref, None)
+            _attempts.pop(ref, None)
             message = f"Secret {desired['metadata']['name']} is in sync"
             await _set_status(rt, obj, True, rs.REASON_UNSEALED, message)
             if action != "none":
@@ -263,9 +265,12 @@ async def reconcile_ref(ref: Ref, *, restored: bool = False) -> None:
     await reconcile(obj, restored=restored)
 
 
-def _schedule_retry(ref: Ref, attempt: int = 0) -> None:
+def _schedule_retry(ref: Ref) -> None:
+    """Retry after an API error, backing off 2 s -> 60 s while the errors last."""
     if ref in _retries and not _retries[ref].done():
         return
+    attempt = _attempts.get(ref, 0)
+    _attempts[ref] = attempt + 1
     delay = _TRANSIENT_BACKOFF[min(attempt, len(_TRANSIENT_BACKOFF) - 1)]
 
     async def later() -> None:
