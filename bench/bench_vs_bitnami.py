@@ -11,11 +11,12 @@ and a fresh workload namespace; the controller watches only the workload namespa
    picks the key by fingerprint, Bitnami tries its keys in Go map order (on average (K+1)/2
    RSA decryptions per item).
 
-Timed: from the first create of N SealedSecrets of ``--items`` items each (sealed beforehand,
-RSA-4096) until all N Secrets exist (polled every 0.25 s), with the controller already
-started and ready. Also: CPU seconds the controller used over its whole life, and its peak
-resident set (``VmHWM`` in /proc/<pid>/status). Every Secret's values are checked afterwards
-(the "wrong" column). Both controllers get the same key material and the same items count.
+Timed, per run: (a) from the first create of N SealedSecrets of ``--items`` items each
+(sealed beforehand, RSA-4096) until all N Secrets exist (polled every 0.25 s), the controller
+already started and ready; the CPU seconds it used and its peak resident set (``VmHWM`` in
+/proc/<pid>/status); (b) a restart: the controller stopped, the N Secrets deleted, a fresh
+process started -> all N Secrets back (start-up included; its own VmHWM). Every Secret's
+values are checked (the "wrong" column). Both controllers get the same key material.
 
 Bitnami's client-side API rate limit (``--kubeclient-qps`` 5 by default, burst 10) would cap
 it at a few objects per second whatever its crypto does; it is switched off here
@@ -81,6 +82,10 @@ class Result:
     wrong: int = 0  # Secrets whose values differ from what was sealed
     cpu_s: float = float("nan")
     hwm_kib: int | None = None
+    restart_s: float | None = None  # start of a fresh process -> all N Secrets (re)made
+    restart_wrong: int = 0
+    restart_hwm_kib: int | None = None
+    restart_cpu_s: float = float("nan")
     note: str = ""
 
 
@@ -100,6 +105,13 @@ def proc_cpu(pid: int) -> float:
         return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
     except (OSError, ValueError, IndexError):
         return float("nan")
+
+
+def load() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "?"
 
 
 def make_keys(k: int) -> list[SealingKey]:
@@ -158,7 +170,7 @@ class Run:
 
     # --- set-up per implementation ----------------------------------------------------------
 
-    def _install_bitnami(self) -> Any:
+    def _install_bitnami(self) -> None:
         bitnami.install(self.kube, self.ctl_ns)
         self.cleanup_docs += [d for d in bitnami.rbac_docs(self.ctl_ns)
                               if d["kind"] in ("ClusterRole", "ClusterRoleBinding")]
@@ -167,23 +179,27 @@ class Run:
             self.kube.create_secret(self.ctl_ns, bitnami.key_secret(
                 pem.private_key_to_pem(key.private_key), pem.certificate_to_pem(key.certificate),
                 namespace=self.ctl_ns, name=f"sealed-secrets-key{i}"))
-        return bitnami.BitnamiController(
-            self.kube, self.sb.server, self.sb.ca_file, self.ctl_ns, watch=[self.ns],
-            extra=[f"--kubeclient-qps={self.args.bitnami_qps}", "--key-renew-period=0"],
-            log_path=self.work / f"bitnami-{self.tag}.log")
 
-    def _install_ours(self) -> Any:
+    def _install_ours(self) -> None:
         docs = render_kustomization(namespace=self.ctl_ns, suffix=f"-{self.tag}")
         apply_docs(self.kube, docs, kinds=RBAC_KINDS)
         self.cleanup_docs += [d for d in docs if d["kind"] in ("ClusterRole", "ClusterRoleBinding")]
         for key in self.keys:
             self.kube.create_secret(self.ctl_ns, secret_body_for_key(key, namespace=self.ctl_ns))
+
+    def _process(self, phase: str) -> Any:
+        log_path = self.work / f"{self.impl}-{self.tag}-{phase}.log"
+        if self.impl == "bitnami":
+            return bitnami.BitnamiController(
+                self.kube, self.sb.server, self.sb.ca_file, self.ctl_ns, watch=[self.ns],
+                extra=[f"--kubeclient-qps={self.args.bitnami_qps}", "--key-renew-period=0"],
+                log_path=log_path)
         kubeconfig = service_account_kubeconfig(self.kube, self.ctl_ns, "secretsync-controller",
                                                 self.work / f"ours-{self.tag}.kubeconfig")
         return ControllerProcess(
             kubeconfig, controller_namespace=self.ctl_ns, namespace=self.ns,
             extra=["--controller-name", f"bench-{self.tag}", "--key-renew-period", "0"],
-            log_path=self.work / f"ours-{self.tag}.log")
+            log_path=log_path)
 
     # --- the measurement -------------------------------------------------------------------
 
@@ -195,11 +211,33 @@ class Run:
         plain = plain_docs(self.ns, args.n, args.items)
         sealed = sealed_docs(plain, self.keys[-1], for_bitnami=is_bitnami)
         expected = {d["metadata"]["name"]: d["data"] for d in plain}
-        ctl = self._install_bitnami() if is_bitnami else self._install_ours()
+        if is_bitnami:
+            self._install_bitnami()
+        else:
+            self._install_ours()
         group, version = ((bitnami.GROUP, bitnami.VERSION) if is_bitnami
                           else (api.GROUP, api.VERSION))
+        seen: dict[str, dict[str, Any]] = {}
+
+        def all_there() -> bool:
+            seen.clear()
+            for s in kube.list_secrets(self.ns):
+                if s["metadata"]["name"] in expected:
+                    seen[s["metadata"]["name"]] = s
+            return len(seen) == len(expected)
+
+        def none_there() -> bool:
+            return not any(s["metadata"]["name"] in expected for s in kube.list_secrets(self.ns))
+
+        def create(doc: dict[str, Any]) -> None:
+            kube.create_custom(group, version, api.PLURAL_SEALED, self.ns, doc)
+
+        def delete(name: str) -> None:
+            kube.delete_secret(self.ns, name)
+
+        # phase 1: the controller is ready, then N SealedSecrets are created
+        ctl = self._process("apply")
         ctl.start()
-        pid = ctl.popen.pid
         try:
             try:
                 ctl.wait_ready(args.ready_timeout)
@@ -207,18 +245,6 @@ class Run:
                 r.note = f"not ready: {str(exc).splitlines()[0]}"
                 print(f"  {self.impl}: {r.note}; log: {ctl.log_path}", file=sys.stderr)
                 return r
-            seen: dict[str, dict[str, Any]] = {}
-
-            def all_there() -> bool:
-                seen.clear()
-                for s in kube.list_secrets(self.ns):
-                    if s["metadata"]["name"] in expected:
-                        seen[s["metadata"]["name"]] = s
-                return len(seen) == len(expected)
-
-            def create(doc: dict[str, Any]) -> None:
-                kube.create_custom(group, version, api.PLURAL_SEALED, self.ns, doc)
-
             t0 = time.perf_counter()
             with ThreadPoolExecutor(max_workers=8) as pool:
                 list(pool.map(create, sealed))
@@ -228,13 +254,37 @@ class Run:
             r.done_s = elapsed if finished else None
             r.secrets = len(seen)
             r.wrong = sum(1 for name, s in seen.items() if s.get("data") != expected[name])
-            r.cpu_s = proc_cpu(pid)
-            r.hwm_kib = proc_hwm(pid)
+            r.cpu_s = proc_cpu(ctl.popen.pid)
+            r.hwm_kib = proc_hwm(ctl.popen.pid)
             if not finished:
                 r.note = f"timed out after {args.timeout:.0f}s; log: {ctl.log_path}"
-            return r
+                return r
         finally:
             ctl.stop()
+        if args.no_restart:
+            return r
+        # phase 2: controller stopped, the N Secrets deleted; a fresh process starts with the
+        # N SealedSecrets already there (a restart, upgrade or switch-over)
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(delete, expected))
+        if not wait(none_there, args.timeout):
+            r.note = "the Secrets could not be deleted before the restart"
+            return r
+        ctl = self._process("restart")
+        t0 = time.perf_counter()
+        ctl.start()
+        try:
+            finished = wait(all_there, args.timeout)
+            r.restart_s = time.perf_counter() - t0 if finished else None
+            r.restart_wrong = sum(1 for name, s in seen.items()
+                                  if s.get("data") != expected[name])
+            r.restart_hwm_kib = proc_hwm(ctl.popen.pid)
+            r.restart_cpu_s = proc_cpu(ctl.popen.pid)
+            if not finished:
+                r.note = f"restart: timed out after {args.timeout:.0f}s; log: {ctl.log_path}"
+        finally:
+            ctl.stop()
+        return r
 
     def cleanup(self) -> None:
         for doc in self.cleanup_docs:
@@ -266,35 +316,44 @@ def ratio(a: float | None, b: float | None) -> str:
 
 def report(results: list[Result]) -> None:
     print()
-    print(f"{'controller':<22}{'keys':>5}{'N':>6}{'items':>7}{'apply s':>9}{'all s':>9}"
-          f"{'Secrets/s':>11}{'items/s':>9}{'CPU s':>8}{'peak RSS':>11}{'wrong':>7}")
+    print(f"{'controller':<18}{'keys':>5}{'N':>5}{'items':>6}{'apply s':>8}{'all s':>8}"
+          f"{'items/s':>8}{'CPU s':>7}{'peak RSS':>10}{'restart s':>10}{'CPU s':>7}"
+          f"{'peak RSS':>10}{'wrong':>6}")
     for r in results:
         name = f"bitnami {bitnami.BITNAMI_VERSION}" if r.impl == "bitnami" else "secretsync"
-        rate = r.n / r.done_s if r.done_s else None
         irate = r.n * r.items / r.done_s if r.done_s else None
         hwm = r.hwm_kib / 1024 if r.hwm_kib is not None else None
-        print(f"{name:<22}{r.keys:>5}{r.n:>6}{r.n * r.items:>7}{fmt(r.apply_s, '9.2f')}"
-              f"{fmt(r.done_s, '9.2f')}{fmt(rate, '11.1f')}{fmt(irate, '9.0f')}"
-              f"{fmt(r.cpu_s, '8.2f')}{fmt(hwm, '7.1f', ' MiB')}{r.wrong:>7}"
-              + (f"   {r.note}" if r.note else ""))
+        rhwm = r.restart_hwm_kib / 1024 if r.restart_hwm_kib is not None else None
+        print(f"{name:<18}{r.keys:>5}{r.n:>5}{r.n * r.items:>6}{fmt(r.apply_s, '8.2f')}"
+              f"{fmt(r.done_s, '8.2f')}{fmt(irate, '8.0f')}{fmt(r.cpu_s, '7.2f')}"
+              f"{fmt(hwm, '6.1f', ' MiB')}{fmt(r.restart_s, '10.2f')}{fmt(r.restart_cpu_s, '7.2f')}"
+              f"{fmt(rhwm, '6.1f', ' MiB')}"
+              f"{r.wrong + r.restart_wrong:>6}" + (f"   {r.note}" if r.note else ""))
+    print("  apply s: creating the N SealedSecrets (8 client threads); all s: first create"
+          " -> all N Secrets exist;")
+    print("  restart s: a fresh process started with the N SealedSecrets present and their"
+          " Secrets deleted -> all N back (start-up included);")
+    print("  CPU s: the controller's user+system time in that phase; peak RSS: VmHWM"
+          " of each process")
     by = {(r.impl, r.keys): r for r in results}
     key_counts = sorted({r.keys for r in results})
-    print("\nratios ours / Bitnami (time: < 1 is faster; RSS: < 1 is smaller):")
+    print("\nratios ours / Bitnami (< 1: ours faster / smaller):")
     for k in key_counts:
         o, b = by.get(("ours", k)), by.get(("bitnami", k))
         if o and b:
             print(f"  K={k}: time to all Secrets {ratio(o.done_s, b.done_s)}   "
-                  f"CPU {ratio(o.cpu_s, b.cpu_s)}   peak RSS "
-                  f"{ratio(o.hwm_kib, b.hwm_kib)}")
+                  f"CPU {ratio(o.cpu_s, b.cpu_s)}   peak RSS {ratio(o.hwm_kib, b.hwm_kib)}   "
+                  f"restart {ratio(o.restart_s, b.restart_s)}   "
+                  f"restart peak RSS {ratio(o.restart_hwm_kib, b.restart_hwm_kib)}")
     if len(key_counts) == 2:
         k1, k2 = key_counts
-        print(f"\neffect of the key count (time with K={k2} / time with K={k1}):")
+        print(f"\neffect of the key count (K={k2} / K={k1}):")
         for impl, label in (("bitnami", "Bitnami (tries every key)"),
                             ("ours", "ours (key by fingerprint)")):
             a, b = by.get((impl, k2)), by.get((impl, k1))
             if a and b:
-                print(f"  {label:<28}{ratio(a.done_s, b.done_s)}   "
-                      f"CPU {ratio(a.cpu_s, b.cpu_s)}")
+                print(f"  {label:<28}time {ratio(a.done_s, b.done_s)}   "
+                      f"CPU {ratio(a.cpu_s, b.cpu_s)}   restart {ratio(a.restart_s, b.restart_s)}")
 
 
 def main() -> int:
@@ -308,6 +367,8 @@ def main() -> int:
                     help="seconds to wait for a controller to become ready")
     ap.add_argument("--bitnami-qps", default="-1",
                     help="Bitnami's --kubeclient-qps (-1: no client-side rate limit)")
+    ap.add_argument("--no-restart", action="store_true",
+                    help="skip the restart phase (Secrets deleted, fresh process, backlog of N)")
     ap.add_argument("--keep-sandbox", action="store_true",
                     help="leave the sandbox running even if this script started it")
     args = ap.parse_args()
@@ -342,6 +403,7 @@ def main() -> int:
         print(f"# bench_vs_bitnami: N={args.n} SealedSecrets x {args.items} items, RSA-4096, "
               f"{len(os.sched_getaffinity(0))} usable core(s); Bitnami --kubeclient-qps="
               f"{args.bitnami_qps}; ours --workers default; logs in {work}", flush=True)
+        print(f"# load average: {load()}", flush=True)
         t = time.perf_counter()
         keys = make_keys(max(1, args.keys))
         print(f"# generated {len(keys)} RSA-4096 keys in {time.perf_counter() - t:.1f}s",
@@ -375,6 +437,8 @@ def main() -> int:
             else:
                 subprocess.call([PY, "-m", "sandbox", "down"], cwd=REPO, timeout=300)
     report(results)
+    print(f"\nload average at the end: {load()}  (2 shared cores: wall times are noisy when"
+          " others work; CPU s is steadier)")
     return 0 if results and all(r.done_s is not None and not r.wrong for r in results) else 1
 
 
