@@ -16,6 +16,7 @@ Missing binaries (kubeseal, Bitnami's controller) FAIL the tests: they never ski
 from __future__ import annotations
 
 import base64
+import json
 import os
 import subprocess
 import time
@@ -193,8 +194,12 @@ def test_ours_uses_bitnamis_key_and_makes_none(switched: Switched) -> None:
     bitnami_fp = key_from_secret(switched.bitnami_key).fingerprint
     ours = kube.list_secrets(keys_ns, api.LABEL_SEALING_KEY)
     assert ours == [], f"our controller generated keys: {[s['metadata']['name'] for s in ours]}"
-    assert [s["metadata"]["name"] for s in kube.list_secrets(keys_ns, bitnami.KEY_LABEL)] == [
+    bitnami_keys = kube.list_secrets(keys_ns, bitnami.KEY_LABEL)
+    assert [s["metadata"]["name"] for s in bitnami_keys] == [
         switched.bitnami_key["metadata"]["name"]]
+    # Bitnami's key Secret is read, never written (a switch back stays possible)
+    assert (bitnami_keys[0]["metadata"]["resourceVersion"]
+            == switched.bitnami_key["metadata"]["resourceVersion"])
     cm = wait_for(lambda: kube.get_configmap(keys_ns, f"{switched.controller_name}-cert"), 30,
                   "our cert ConfigMap")
     cert = pem.load_certificate_pem(cm["data"][api.CERT_CONFIGMAP_KEY].encode())
@@ -217,6 +222,8 @@ def test_ours_takes_over_the_secret_bitnami_made(switched: Switched) -> None:
 
 
 def test_status_written_by_ours(switched: Switched) -> None:
+    """Bitnami's controller never saw 'after' (it was stopped before 'after' was applied), so
+    its status is ours; it carries no value."""
     kube, ns = switched.kube, switched.app_ns
 
     def synced() -> Any:
@@ -226,4 +233,7 @@ def test_status_written_by_ours(switched: Switched) -> None:
                 return obj
         return None
 
-    wait_for(synced, 60, "status condition Synced=True on bitnami.com SealedSecret 'after'")
+    obj = wait_for(synced, 60, "status condition Synced=True on bitnami.com SealedSecret 'after'")
+    text = json.dumps(obj["status"])
+    for value in PLAINTEXTS:
+        assert value not in text
