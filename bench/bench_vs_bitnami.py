@@ -287,6 +287,8 @@ class Run:
         return r
 
     def cleanup(self) -> None:
+        # the logs stay for reading; the token kubeconfig does not
+        (self.work / f"ours-{self.tag}.kubeconfig").unlink(missing_ok=True)
         for doc in self.cleanup_docs:
             try:
                 self.kube.delete_object(doc)
