@@ -21,7 +21,8 @@ values are checked (the "wrong" column). Both controllers get the same key mater
 Bitnami's client-side API rate limit (``--kubeclient-qps`` 5 by default, burst 10) would cap
 it at a few objects per second whatever its crypto does; it is switched off here
 (``--bitnami-qps -1``) so the figures compare the controllers' work, not a throttle (pass
-``--bitnami-qps 5`` to measure the shipped default). Ours has no client-side limit.
+``--bitnami-qps 5 --timeout 300`` to measure the shipped default: about 3 API requests per
+object, so N=200 takes ~2 minutes). Ours has no client-side limit.
 
 Every wait is bounded; namespaces and cluster RBAC objects are removed afterwards. Starts the
 sandbox (``python -m sandbox up``) if it is not running, and stops it again if it did.
