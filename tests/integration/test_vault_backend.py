@@ -411,3 +411,72 @@ async def test_tls_with_wrong_ca_is_unavailable(vault_mount: str) -> None:
             await b.validate()
     finally:
         await b.close()
+
+
+@pytest.fixture
+def tls_bao(tmp_path: Any) -> Iterator[tuple[str, Any]]:
+    """A private OpenBao dev server speaking TLS with its own CA: (address, CA file)."""
+    import subprocess
+    import time as _time
+    from pathlib import Path
+
+    bao = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "bao"
+    port = free_port()
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    log = open(tmp_path / "bao.log", "wb")
+    proc = subprocess.Popen(
+        [
+            str(bao),
+            "server",
+            "-dev",
+            "-dev-tls",
+            f"-dev-tls-cert-dir={certs}",
+            "-dev-root-token-id=root",
+            f"-dev-listen-address=127.0.0.1:{port}",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        ca = certs / "vault-ca.pem"
+        deadline = _time.monotonic() + 30
+        while _time.monotonic() < deadline:
+            with socket.socket() as probe:
+                listening = probe.connect_ex(("127.0.0.1", port)) == 0
+            if listening and ca.exists() and ca.stat().st_size:
+                break
+            if proc.poll() is not None:
+                pytest.fail(f"OpenBao (TLS) exited: {(tmp_path / 'bao.log').read_text()[-1000:]}")
+            _time.sleep(0.1)
+        else:
+            pytest.fail("OpenBao (TLS) did not start")
+        yield f"https://127.0.0.1:{port}", ca
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        log.close()
+
+
+async def test_ca_bundle_is_used_for_tls(tls_bao: tuple[str, Any]) -> None:
+    import base64
+
+    addr, ca_file = tls_bao
+    ca_pem = ca_file.read_bytes()
+    admin = hvac.Client(url=addr, token="root", verify=str(ca_file))
+    admin.secrets.kv.v2.create_or_update_secret("tls", {"a": "over-tls"}, mount_point="secret")
+    good = await build_vault(
+        token_store(addr, "secret") | {"caBundle": base64.b64encode(ca_pem).decode()},
+        {("ns", "vault-token", "token"): b"root"},
+    )
+    without = await build_vault(
+        token_store(addr, "secret"), {("ns", "vault-token", "token"): b"root"}
+    )
+    try:
+        assert await good.get(RemoteRef("tls", property="a")) == b"over-tls"
+        with pytest.raises(BackendUnavailable) as info:
+            await without.validate()
+        assert "TLS" in str(info.value)
+    finally:
+        await good.close()
+        await without.close()
