@@ -114,6 +114,21 @@ def service_account_kubeconfig(kube: Any, namespace: str, sa: str, path: Path) -
                             namespace=namespace)
 
 
+def ensure_kubectl() -> Path:
+    """kubectl from k8s.io/kubernetes at the sandbox's version (cached like the other
+    binaries), for ``kubectl apply -k deploy/ --dry-run=server``."""
+    from sandbox import builder
+
+    version = builder.KUBE_VERSION
+    built = builder._go_wrapper_build(
+        f"kubectl-{version}",
+        [f"k8s.io/kubernetes/cmd/kubectl@{version}"],
+        {"kubectl": "k8s.io/kubernetes/cmd/kubectl"},
+        replaces=builder._kube_staging_replaces(version),
+    )
+    return built["kubectl"]
+
+
 # --- the controller as a subprocess -------------------------------------------------------
 
 

@@ -85,6 +85,7 @@ class KeyManager:
         self._published: str | None = None
         self._listeners: list[Callable[[], Awaitable[None]]] = []
         self.generation = 0  # bumped whenever the key set changes
+        self._ticks = 0
 
     # --- loading -------------------------------------------------------------------------
 
@@ -177,11 +178,13 @@ class KeyManager:
     def configmap_name(self) -> str:
         return f"{self.name}{api.CERT_CONFIGMAP_SUFFIX}"
 
-    def publish_cert(self) -> None:
-        """Write the newest certificate to the ConfigMap, only when it differs (sync)."""
+    def publish_cert(self, *, verify: bool = False) -> None:
+        """Write the newest certificate to the ConfigMap, only when it differs (sync).
+        ``verify`` re-reads the ConfigMap even if we published this cert (someone may have
+        deleted or edited it)."""
         newest = self.registry.newest()
         text = cert_pem(newest)
-        if text == self._published:
+        if text == self._published and not verify:
             return
         cm = self.kube.get_configmap(self.namespace, self.configmap_name)
         data = {api.CERT_CONFIGMAP_KEY: text}
@@ -198,9 +201,14 @@ class KeyManager:
                 },
                 "data": data,
             })
-        elif (cm.get("data") or {}).get(api.CERT_CONFIGMAP_KEY) != text:
+        elif (cm.get("data") or {}).get(api.CERT_CONFIGMAP_KEY) != text or (
+            (cm.get("metadata") or {}).get("annotations") or {}
+        ).get(api.ANN_KEY_FINGERPRINT) != newest.fingerprint:
             self.kube.patch_configmap(self.namespace, self.configmap_name,
                                       {"metadata": {"annotations": annotations}, "data": data})
+        else:
+            self._published = text
+            return  # already correct: no write, no log line
         self._published = text
         log.info("published certificate of key %s in ConfigMap %s/%s",
                  newest.fingerprint[:16], self.namespace, self.configmap_name)
@@ -218,8 +226,10 @@ class KeyManager:
     async def tick(self) -> None:
         changed = await asyncio.to_thread(self.reload)
         changed = await asyncio.to_thread(self.ensure_current) or changed
+        self._ticks += 1
+        if changed or self._ticks % 6 == 0:  # and now and then, in case it was edited/deleted
+            await asyncio.to_thread(lambda: self.publish_cert(verify=True))
         if changed:
-            await asyncio.to_thread(self.publish_cert)
             for listener in list(self._listeners):
                 try:
                     await listener()

@@ -123,6 +123,7 @@ async def _main(args: argparse.Namespace) -> int:
     from secretsync.controller.runtime import Runtime, set_runtime
     from secretsync.kube import Kube
 
+    asyncio.get_running_loop().set_exception_handler(_loop_exception)
     kube = await asyncio.to_thread(Kube.from_config, args.kubeconfig, args.context)
     pool = ThreadPoolExecutor(max_workers=_workers(args), thread_name_prefix="unseal")
     keys = KeyManager(kube, args)
@@ -152,6 +153,14 @@ async def _main(args: argparse.Namespace) -> int:
         pool.shutdown(wait=False, cancel_futures=True)
         kube.close()
         set_runtime(None)
+
+
+def _loop_exception(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """Unhandled errors in background tasks/generators: one line, the exception's type only
+    (its text could quote data), never a traceback in the log."""
+    exc = context.get("exception")
+    log.error("event loop: %s%s", context.get("message", "unhandled error"),
+              f" ({type(exc).__name__})" if exc is not None else "")
 
 
 def _settings(args: argparse.Namespace) -> Any:
@@ -220,7 +229,7 @@ async def _operate(args: argparse.Namespace, rt: Any, elector: Any) -> int:
     await asyncio.to_thread(seed_index, rt, args.namespace)
     ready = asyncio.Event()
     namespaces = [args.namespace] if args.namespace else []
-    from secretsync.controller.sealed import requeue_failed
+    from secretsync.controller.sealed import background_workers, requeue_failed
 
     # Our long-running tasks are created before kopf's: kopf treats every task spawned after
     # its start as its own and waits for (then cancels) them on shutdown.
@@ -233,6 +242,7 @@ async def _operate(args: argparse.Namespace, rt: Any, elector: Any) -> int:
         asyncio.create_task(_mark_ready(), name="ready"),
         asyncio.create_task(rt.keys.run_background(), name="keys"),
         asyncio.create_task(requeue_failed(float(args.retry_interval)), name="requeue"),
+        asyncio.create_task(background_workers(), name="background"),
     ]
     keeper = asyncio.create_task(elector.keep(), name="lease") if elector else None
     operator = asyncio.create_task(kopf.operator(

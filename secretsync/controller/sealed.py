@@ -56,13 +56,13 @@ class _Cached:
 
 _cache: dict[str, _Cached] = {}  # SealedSecret uid -> desired Secret of its current spec
 _locks: dict[tuple[str, str], asyncio.Lock] = {}
-_retries: dict[Ref, asyncio.Task[None]] = {}
+_retry_pending: set[Ref] = set()
+_jobs: asyncio.Queue[tuple[str, Any]] | None = None
 _failed: dict[Ref, str] = {}  # objects whose last reconcile failed -> reason
 _attempts: dict[Ref, int] = {}  # consecutive API-error retries (backoff)
 # (namespace, name) -> the managed Secret as last seen (LIST at start, then the Secret watch)
 _index: dict[tuple[str, str], dict[str, Any]] = {}
 _index_ready = False
-_background: set[asyncio.Task[None]] = set()
 
 
 def _ref(obj: Mapping[str, Any]) -> Ref:
@@ -180,18 +180,41 @@ async def _set_status(
 
 async def _event(rt: Runtime, obj: Mapping[str, Any], reason: str, message: str,
                  warning: bool = False) -> None:
-    """Post an Event in the background: it must not hold up the next object."""
+    """Queue an Event: posting it must not hold up the next object."""
+    _queue().put_nowait(("event", (obj, reason, message, warning)))
 
-    async def post() -> None:
-        try:
-            await asyncio.to_thread(rt.kube.create_event, obj, reason=reason, message=message,
-                                    type_="Warning" if warning else "Normal")
-        except KubeError as exc:
-            log.warning("%s: could not post event: %s", _what(obj), exc.message)
 
-    task = asyncio.get_running_loop().create_task(post())
-    _background.add(task)
-    task.add_done_callback(_background.discard)
+def _queue() -> asyncio.Queue[tuple[str, Any]]:
+    global _jobs
+    if _jobs is None:
+        _jobs = asyncio.Queue()
+    return _jobs
+
+
+async def background_workers(n: int = 4) -> None:
+    """Posts queued Events and runs due retries. Started before kopf, so kopf never waits
+    for these at shutdown (it waits for every task spawned after its own start)."""
+
+    async def worker() -> None:
+        rt = get_runtime()
+        queue = _queue()
+        while True:
+            kind, payload = await queue.get()
+            try:
+                if kind == "event":
+                    obj, reason, message, warning = payload
+                    await asyncio.to_thread(rt.kube.create_event, obj, reason=reason,
+                                            message=message,
+                                            type_="Warning" if warning else "Normal")
+                elif kind == "retry":
+                    _retry_pending.discard(payload)
+                    await reconcile_ref(payload)
+            except KubeError as exc:
+                log.warning("could not post event: %s", exc.message)
+            except Exception:  # a bug must not kill the worker
+                log.exception("background job %s failed", kind)
+
+    await asyncio.gather(*(worker() for _ in range(n)))
 
 
 async def reconcile(obj: Mapping[str, Any], *, restored: bool = False) -> None:
@@ -267,18 +290,13 @@ async def reconcile_ref(ref: Ref, *, restored: bool = False) -> None:
 
 def _schedule_retry(ref: Ref) -> None:
     """Retry after an API error, backing off 2 s -> 60 s while the errors last."""
-    if ref in _retries and not _retries[ref].done():
+    if ref in _retry_pending:
         return
     attempt = _attempts.get(ref, 0)
     _attempts[ref] = attempt + 1
     delay = _TRANSIENT_BACKOFF[min(attempt, len(_TRANSIENT_BACKOFF) - 1)]
-
-    async def later() -> None:
-        await asyncio.sleep(delay)
-        _retries.pop(ref, None)
-        await reconcile_ref(ref)
-
-    _retries[ref] = asyncio.get_running_loop().create_task(later())
+    _retry_pending.add(ref)
+    asyncio.get_running_loop().call_later(delay, _queue().put_nowait, ("retry", ref))
 
 
 async def retry_after_key_change() -> None:

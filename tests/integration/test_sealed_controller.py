@@ -489,6 +489,11 @@ def test_cert_configmap_readable_by_any_user_and_fetch_cert(
     status, body = ctl.http("/v1/cert.pem")
     assert status == 200 and body.decode().strip() in {
         pem.strip(), *(c.strip() for c in _published_certs(kube, ctl_ns))}
+    # a deleted cert ConfigMap is published again
+    kube.request("DELETE", f"/api/v1/namespaces/{ctl_ns}/configmaps/secretsync-controller-cert")
+    again = wait_for(lambda: kube.get_configmap(ctl_ns, "secretsync-controller-cert"),
+                     timeout=20, what="cert ConfigMap republished")
+    assert again["data"]["cert.pem"].strip() == body.decode().strip()
 
 
 def _published_certs(kube: Kube, ns: str) -> list[str]:
@@ -720,3 +725,26 @@ def test_deploy_server_side_dry_run(kube: Kube) -> None:
            "metadata": {"name": "psa-check", "namespace": ns["metadata"]["name"]},
            "spec": dep["spec"]["template"]["spec"]}
     kube.apply(pod, dry_run=True, plural="pods")
+
+
+def test_kubectl_apply_k_deploy_dry_run_server(kube: Kube, sandbox: Any) -> None:
+    """The literal acceptance check: ``kubectl apply -k deploy/ --dry-run=server``."""
+    from sandbox import builder
+    from sandbox.demo import DEPLOY, ensure_kubectl
+
+    try:
+        kubectl = ensure_kubectl()
+    except builder.BuildError as exc:
+        pytest.fail(f"kubectl could not be built: {exc}", pytrace=False)
+    ns = next(d for d in render_kustomization() if d["kind"] == "Namespace")
+    kube.apply(ns)  # as on a real cluster, namespaced objects need their namespace to exist
+    out = subprocess.run(
+        [str(kubectl), "--kubeconfig", str(sandbox.kubeconfig), "apply", "-k", str(DEPLOY),
+         "--dry-run=server"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    for expected in ("deployment.apps/secretsync-controller", "service/secretsync-controller",
+                     "clusterrole.rbac.authorization.k8s.io/secretsync-controller",
+                     "role.rbac.authorization.k8s.io/secretsync-cert-reader"):
+        assert expected in out.stdout
+    assert "(server dry run)" in out.stdout
+
