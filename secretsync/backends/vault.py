@@ -91,6 +91,7 @@ class VaultConfig:
     k8s_mount: str = "kubernetes"
     k8s_role: str | None = None
     sa_name: str | None = None
+    sa_namespace: str | None = None
     sa_audiences: tuple[str, ...] = field(default_factory=tuple)
     timeout: float = DEFAULT_TIMEOUT
 
@@ -165,6 +166,7 @@ def parse_config(provider: Mapping[str, Any], *, what: str) -> VaultConfig:
         k8s_mount=str(k8s.get("mountPath") or "kubernetes").strip("/"),
         k8s_role=str(k8s["role"]),
         sa_name=str(sa["name"]),
+        sa_namespace=str(sa["namespace"]) if sa.get("namespace") else None,
         sa_audiences=tuple(str(a) for a in (sa.get("audiences") or [])),
     )
 
@@ -266,7 +268,9 @@ class VaultBackend:
             if self._ctx.request_token is None:
                 raise StoreInvalid(f"{self._what}: Kubernetes auth needs service-account tokens")
             assert cfg.sa_name is not None and cfg.k8s_role is not None
-            jwt = await self._ctx.request_token(ns, cfg.sa_name, list(cfg.sa_audiences))
+            jwt = await self._ctx.request_token(
+                cfg.sa_namespace or ns, cfg.sa_name, list(cfg.sa_audiences)
+            )
             role = cfg.k8s_role
             resp = await self._run(
                 "login",

@@ -164,13 +164,33 @@ class Stores:
 
     async def _build(self, c: _Client, kind: str, store: Mapping[str, Any], ref_ns: str) -> None:
         meta = store.get("metadata") or {}
+        # A namespaced SecretStore may only use credentials of its own namespace; otherwise
+        # anyone who can create a SecretStore could borrow another namespace's Vault token.
+        own = str(meta.get("namespace") or "") if kind == api.KIND_STORE else ""
+        what = f"{kind} {meta.get('name')!r}"
+
+        def check(namespace: str, thing: str) -> None:
+            if own and namespace != own:
+                raise StoreInvalid(
+                    f"{what} may only reference {thing} in its own namespace "
+                    f"{own!r}, not {namespace!r}"
+                )
+
+        async def resolve(namespace: str, name: str, key: str) -> bytes:
+            check(namespace, "Secrets")
+            return await self._resolve_secret(namespace, name, key)
+
+        async def token(namespace: str, sa: str, audiences: list[str]) -> str:
+            check(namespace, "ServiceAccounts")
+            return await self._request_token(namespace, sa, audiences)
+
         ctx = StoreContext(
             store_kind=kind,
             store_name=str(meta.get("name")),
             namespace=ref_ns,
             provider={},
-            resolve_secret=self._resolve_secret,
-            request_token=self._request_token,
+            resolve_secret=resolve,
+            request_token=token,
         )
         try:
             if c.backend is None:

@@ -531,3 +531,34 @@ def test_deletion_policy_merge_and_immutable_target(world: World) -> None:
     second = w.secret("frozen")
     assert second is not None and second.get("immutable") is True
     assert second["metadata"]["uid"] != first["metadata"]["uid"], "recreated, not edited"
+
+
+def test_secret_store_cannot_borrow_other_namespaces_credentials(world: World) -> None:
+    w = world
+    w.put("t", {"v": f"x-{MARK}"})
+    w.apply_store(
+        "borrow",
+        {
+            "vault": {
+                "server": w.vault_addr,
+                "path": w.mount,
+                "auth": {
+                    "tokenSecretRef": {
+                        "name": "vault-token",
+                        "key": "token",
+                        "namespace": "kube-system",
+                    }
+                },
+            }
+        },
+    )
+    w.apply_es(
+        "borrow",
+        {
+            "secretStoreRef": {"name": "borrow"},
+            "data": [{"secretKey": "v", "remoteRef": {"key": "t"}}],
+        },
+    )
+    es = w.wait_ready("borrow", "False", "StoreNotReady")
+    assert "own namespace" in es["status"]["conditions"][0]["message"]
+    assert w.secret("borrow") is None
