@@ -325,6 +325,7 @@ def test_component_that_dies_fails_with_its_log_tail() -> None:
         assert "bind: address already in use" in str(err.value)
     finally:
         proc.stop([p])
+        proc.log_path(name).unlink(missing_ok=True)
 
 
 def test_stop_ends_the_whole_process_group_and_spares_reused_pids() -> None:
@@ -340,6 +341,7 @@ def test_stop_ends_the_whole_process_group_and_spares_reused_pids() -> None:
     proc.stop([impostor])
     assert p.alive()
     proc.stop([p])
+    proc.log_path(name).unlink(missing_ok=True)
     assert not p.alive()
     _eventually(lambda: not Path(f"/proc/{child}").exists()
                 or "Z" in Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[0],
