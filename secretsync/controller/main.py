@@ -155,6 +155,25 @@ async def _main(args: argparse.Namespace) -> int:
         set_runtime(None)
 
 
+def _no_diffbase() -> Any:
+    """kopf deep-copies every object on every event to diff it against a stored copy; only
+    change handlers (on.create/update/...) use that diff and we register none (event handlers
+    only, in both engines). Skipping it saves ~1 ms per event and never stores a copy."""
+    import kopf
+
+    class NoDiffBase(kopf.DiffBaseStorage):
+        def build(self, *, body: Any, extra_fields: Any = None) -> Any:
+            return {}
+
+        def fetch(self, *, body: Any) -> Any:
+            return None
+
+        def store(self, *, body: Any, patch: Any, essence: Any) -> None:
+            return None
+
+    return NoDiffBase()
+
+
 def _loop_exception(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
     """Unhandled errors in background tasks/generators: one line, the exception's type only
     (its text could quote data), never a traceback in the log."""
@@ -177,8 +196,7 @@ def _settings(args: argparse.Namespace) -> Any:
     # object (which for a Secret would be its data) -- keep that guaranteed anyway:
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
         prefix="kopf.secretsync.io")
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix="kopf.secretsync.io", key="last-handled-configuration")
+    settings.persistence.diffbase_storage = _no_diffbase()
     # Server-side filter: the Secret watch only ever sees Secrets we manage.
     settings.watching.label_selectors["v1", "secrets"] = (
         f"{api.LABEL_MANAGED_BY}={api.MANAGED_BY_VALUE}")
