@@ -24,6 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "up":
         try:
             launcher.up()
+            launcher.PIN_FILE.touch()
         except (proc.ComponentError, builder.BuildError) as exc:
             print(f"sandbox: {exc}", file=sys.stderr)
             return 1

@@ -24,6 +24,8 @@ from typing import Any
 from sandbox import aws, azure, builder, etcd, gcp, kube, paths, proc, vault
 
 STATE_FILE = paths.DEV / "state.json"
+# present when `make dev` asked for the sandbox: pytest sessions then never stop it
+PIN_FILE = paths.DEV / "pinned"
 
 # name -> health probe, in start order
 HEALTH: dict[str, Callable[[dict[str, Any]], bool]] = {
@@ -238,6 +240,6 @@ def down() -> list[str]:
         proc.stop(procs)
         for p in (paths.STATE, paths.RUN):
             shutil.rmtree(p, ignore_errors=True)
-        for f in (STATE_FILE, paths.ENV_FILE, paths.DEV / "kubeconfig"):
+        for f in (STATE_FILE, paths.ENV_FILE, paths.DEV / "kubeconfig", PIN_FILE):
             f.unlink(missing_ok=True)
         return [p.name for p in procs]

@@ -2,12 +2,13 @@
 
 The session fixture `sandbox` reuses a sandbox started by `make dev` when every component is
 healthy, else starts one itself (and stops it at the end, unless another pytest session is
-still using it). A component that cannot start FAILS the test with that component's log tail:
-these tests never skip. Per-test fixtures hand out fresh names (namespace, Vault mount, cloud
-secret name prefix) so tests do not interfere and run in any order.
+still using it or `make dev` has been run for it meanwhile). A component that cannot start
+FAILS the test with that component's log tail: these tests never skip. Per-test fixtures hand
+out fresh names (namespace, Vault mount, cloud secret name prefix) so tests do not interfere
+and run in any order.
 
-Contract (used by every integration test; see /work/shared briefs): `sandbox`, `k8s`,
-`namespace`, `crds`, `vault_mount`, `name_prefix`, `token_kubeconfig`, `kubeseal_bin`.
+Fixtures: `sandbox`, `k8s`, `namespace`, `crds`, `vault_mount`, `name_prefix`,
+`token_kubeconfig`, `kubeseal_bin` (see README, Development).
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ def sandbox() -> Iterator[launcher.Sandbox]:
             else:
                 os.environ[k] = v
         fcntl.flock(users, fcntl.LOCK_UN)
-        if sb.started:
+        if sb.started and not launcher.PIN_FILE.exists():
             try:
                 # stop only if no other pytest session holds it
                 fcntl.flock(users, fcntl.LOCK_EX | fcntl.LOCK_NB)
