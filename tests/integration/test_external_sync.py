@@ -476,19 +476,20 @@ def test_single_flight_shares_reads(world: World) -> None:
         w.apply_es(
             f"hot{i}",
             {
-                "refreshInterval": "2s",
+                "refreshInterval": "3s",
                 "data": [{"secretKey": "v", "remoteRef": {"key": "hot", "property": "v"}}],
             },
         )
     for i in range(10):
         w.wait_ready(f"hot{i}")
     before = w.controller.metric("secretsync_backend_calls_total", backend="vault", operation="get")
-    time.sleep(6.2)  # three refresh cycles of ten objects
+    time.sleep(9.2)  # three refresh cycles of ten objects
     reads = (
         w.controller.metric("secretsync_backend_calls_total", backend="vault", operation="get")
         - before
     )
-    assert 2 <= reads <= 4, f"expected ~1 read per cycle for 10 objects, got {reads}"
+    # ~1 read per cycle (3); without sharing it would be 10 per cycle (30)
+    assert 2 <= reads <= 6, f"expected ~1 read per cycle for 10 objects, got {reads}"
 
 
 def test_deletion_policy_merge_and_immutable_target(world: World) -> None:
