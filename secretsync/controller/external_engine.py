@@ -130,6 +130,9 @@ class Engine(SyncMixin):
             return
         if spec.target_name != skey[1]:
             return
+        ann = (meta.get("annotations") or {}).get(api.ANN_DATA_HASH)
+        if entry.pending_hash and ann == entry.pending_hash and type_ != "DELETED":
+            return  # the event of our own write, arriving before the write call returned
         why = rx.drift(None if type_ == "DELETED" else secret, spec, self._view(entry))
         if why:
             log.info("ExternalSecret %s/%s: %s; repairing", key[0], key[1], why)

@@ -57,6 +57,7 @@ class Entry:
     failures: int = 0
     last_force: str | None = None
     synced_hash: str | None = None  # hash we last wrote (ahead of the status event)
+    pending_hash: str | None = None  # hash of a write in flight (its watch event is ours)
     queued: bool = False
     running: bool = False
     rerun: str | None = None
@@ -166,7 +167,11 @@ class SyncMixin:
                     retry=existing is None,
                 )
                 return
-            await self._apply(ns, spec.target_name, plan, desired)
+            entry.pending_hash = new_hash
+            try:
+                await self._apply(ns, spec.target_name, plan, desired)
+            finally:
+                entry.pending_hash = None
             old_hash = entry.synced_hash or (es.get("status") or {}).get("syncedDataHash")
             entry.synced_hash = new_hash
             changed = old_hash is not None and old_hash != new_hash
