@@ -5,6 +5,9 @@ from __future__ import annotations
 import base64
 import datetime as dt
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from secretsync import api
 from secretsync.reconcile.secrets import (
     build_secret,
@@ -126,3 +129,43 @@ def test_status_patch_no_churn_and_transition_time() -> None:
                        now=later)
     assert bad is not None
     assert bad["conditions"][0]["lastTransitionTime"] == "2026-01-01T01:00:00Z"
+
+
+# --- property: applying the planned patch converges (and then nothing is planned) -----------
+
+_keys = st.sampled_from(["a", "b", "c", "team", "kubectl.kubernetes.io/x", api.ANN_MANAGED])
+_maps = st.dictionaries(_keys, st.sampled_from(["1", "2", "true"]), max_size=4)
+_data = st.dictionaries(st.sampled_from(["k1", "k2", "k3"]), st.binary(max_size=8), max_size=3)
+
+
+def _merge(target: dict, patch: dict) -> dict:
+    """RFC 7386 merge patch."""
+    out = dict(target)
+    for k, v in patch.items():
+        if v is None:
+            out.pop(k, None)
+        elif isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+@settings(max_examples=200, deadline=None)
+@given(_maps, _maps, _maps, _maps, _data, _data, st.booleans())
+def test_patch_converges(
+    have_labels: dict, want_labels: dict, have_ann: dict, want_ann: dict,
+    have_data: dict, want_data: dict, owned: bool,
+) -> None:
+    want = desired(labels=want_labels, annotations=want_ann, data=want_data)
+    have = desired(labels=have_labels, annotations=have_ann, data=have_data)
+    if not owned:
+        have["metadata"].pop("ownerReferences")
+    plan = plan_secret(have, want)
+    assert plan.action in ("none", "patch")
+    if plan.action == "patch":
+        have = _merge(have, plan.patch or {})
+    assert plan_secret(have, want).action == "none"
+    assert have["data"] == want["data"]
+    assert have["metadata"]["labels"][api.LABEL_MANAGED_BY] == api.MANAGED_BY_VALUE
+    assert have["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
