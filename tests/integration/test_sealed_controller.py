@@ -422,7 +422,7 @@ def test_key_generated_persisted_and_restart_makes_no_duplicates(
         # a restart mid-run (objects still arriving) converges, with no new key
         for i in range(5):
             create(kube, seal(f"burst-{i}", namespace, key=k))
-        ctl.stop()
+        ctl.kill()  # a crash mid-run: no clean shutdown, the Lease is not released
         start_controller(controller_namespace=fresh_ns, kubeconfig=kc)
         for i in range(5):
             wait_condition(kube, namespace, f"burst-{i}", "True")
