@@ -119,6 +119,11 @@ async def start(rt: Runtime, host: str, port: int) -> web.AppRunner:
     runner = web.AppRunner(make_app(rt), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
-    await site.start()
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise SecretSyncError(f"cannot serve HTTP on {host}:{port}: {exc.strerror or exc}",
+                              reason="HttpPortUnavailable") from None
     log.info("HTTP endpoints on %s:%d (/metrics /healthz /readyz /v1/cert.pem)", host, port)
     return runner
