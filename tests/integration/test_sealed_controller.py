@@ -158,6 +158,13 @@ def wait_condition(kube: Kube, ns: str, name: str, status: str, reason: str | No
     return wait_for(check, timeout, f"{ns}/{name} Synced={status} {reason or ''}")  # type: ignore[no-any-return]
 
 
+def metric(ctl: ControllerProcess, name: str) -> float:
+    for line in ctl.http("/metrics")[1].decode().splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    return 0.0
+
+
 def values(secret: dict[str, Any]) -> dict[str, bytes]:
     return {k: base64.b64decode(v) for k, v in (secret.get("data") or {}).items()}
 
@@ -168,7 +175,7 @@ def values(secret: dict[str, Any]) -> dict[str, bytes]:
 def test_unseal_with_owner_template_type_immutable(
     kube: Kube, namespace: str, start_controller: Start
 ) -> None:
-    start_controller()
+    first = start_controller()
     doc = seal("db", namespace, labels={"team": "a"}, annotations={"note": "hello"})
     doc["spec"]["template"]["type"] = "kubernetes.io/basic-auth"
     doc["spec"]["template"]["data"] = {"username": "{{ user }}",
@@ -204,6 +211,16 @@ def test_unseal_with_owner_template_type_immutable(
     time.sleep(3)
     assert kube.get_secret(namespace, "db")["metadata"]["resourceVersion"] == rv  # type: ignore[index]
     assert get_sealed(kube, namespace, "db")["metadata"]["resourceVersion"] == srv  # type: ignore[index]
+    # ... and a restarted controller finds everything in sync and writes nothing either
+    first.stop()
+    events_before = len(kube.list_events(namespace))
+    second = start_controller()
+    wait_for(lambda: metric(second, 'secretsync_unseal_total{outcome="ok"}') >= 2,
+             what="both objects reconciled after restart")
+    time.sleep(1)
+    assert kube.get_secret(namespace, "db")["metadata"]["resourceVersion"] == rv  # type: ignore[index]
+    assert get_sealed(kube, namespace, "db")["metadata"]["resourceVersion"] == srv  # type: ignore[index]
+    assert len(kube.list_events(namespace)) == events_before
 
 
 def test_spec_update_updates_secret(kube: Kube, namespace: str, start_controller: Start) -> None:
