@@ -175,8 +175,8 @@ def main() -> int:
         cold = time.monotonic() - t0
         c_cold = counters(ctl)
         print(f"cold start to all {n} synced: {cold:.1f}s ({n / cold:.0f} objects/s), "
-              f"backend reads {c_cold['reads']:.0f}, logins {c_cold['logins']:.0f}, "
-              f"API writes {c_cold['writes']:.0f}")
+              f"{c_cold['syncs']:.0f} syncs, backend reads {c_cold['reads']:.0f}, "
+              f"logins {c_cold['logins']:.0f}, API writes {c_cold['writes']:.0f}")
         # Skip the first interval: values fetched at cold start may still be reused from the
         # single-flight cache then; the second interval is the steady state.
         time.sleep(interval)

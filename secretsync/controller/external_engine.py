@@ -212,6 +212,8 @@ class Engine(SyncMixin):
         obj: Mapping[str, Any],
         spec: ExternalSpec | None = None,
         store_key: str = "",
+        *,
+        just_synced: bool = False,
     ) -> float:
         try:
             spec = spec or parse_spec(obj)
@@ -224,7 +226,8 @@ class Engine(SyncMixin):
         store = store_key or f"{spec.store_kind}/{store_ns}/{spec.store_name}"
         keys = [f.describe() for f in rx.fetch_plan(spec)]
         offset = sched.phase(store, keys, spec.refresh_interval)
-        return sched.next_slot(time.time(), spec.refresh_interval, offset)
+        gap = spec.refresh_interval / 2 if just_synced else 0.0
+        return sched.next_slot(time.time(), spec.refresh_interval, offset, min_gap=gap)
 
     async def _scheduler(self) -> None:
         while True:
@@ -272,4 +275,4 @@ class Engine(SyncMixin):
 
     def _done(self, key: Key, entry: Entry, spec: ExternalSpec | None) -> None:
         entry.failures = 0
-        self._schedule(key, entry, self._next_due(entry, entry.body, spec))
+        self._schedule(key, entry, self._next_due(entry, entry.body, spec, just_synced=True))

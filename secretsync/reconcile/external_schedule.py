@@ -32,9 +32,12 @@ def phase(store_key: str, fetch_keys: Iterable[str], interval: float) -> float:
     return frac * interval
 
 
-def next_slot(now: float, interval: float, offset: float) -> float:
-    """The first time ``t > now`` with ``t = offset (mod interval)`` (wall-clock seconds)."""
-    k = math.floor((now - offset) / interval) + 1
+def next_slot(now: float, interval: float, offset: float, *, min_gap: float = 0.0) -> float:
+    """The first time ``t > now + min_gap`` with ``t = offset (mod interval)`` (wall clock).
+
+    ``min_gap`` skips a slot that comes too soon after a sync that just happened (its values
+    are fresh), without leaving the object's phase grid."""
+    k = math.floor((now + min_gap - offset) / interval) + 1
     return float(k * interval + offset)
 
 

@@ -31,6 +31,12 @@ def test_next_slot_is_aligned_and_in_the_future() -> None:
         assert now < t <= now + 60 and (t - 7.5) % 60 == pytest.approx(0)
 
 
+def test_next_slot_min_gap_skips_a_slot_that_is_too_close() -> None:
+    assert s.next_slot(100.0, 60, 7.5) == 127.5
+    assert s.next_slot(100.0, 60, 7.5, min_gap=30) == 187.5
+    assert s.next_slot(100.0, 60, 50.0, min_gap=30) == 170.0
+
+
 def test_backoff_grows_caps_and_jitters() -> None:
     assert s.backoff(0, 0.3) == 0
     assert s.backoff(1, 0.0) == 2.5 and s.backoff(1, 0.999) < 5.0
