@@ -27,7 +27,6 @@ from secretsync.errors import (
     BackendError,
     BackendUnavailable,
     InvalidInput,
-    KubeConflict,
     KubeError,
     SecretSyncError,
 )
@@ -203,25 +202,27 @@ class SyncMixin:
         )
 
         async def one(f: rx.Fetch) -> rx.FetchResult:
+            ran = False
+
             async def call() -> Any:
-                m.FETCHES.labels("backend").inc()
+                nonlocal ran
+                ran = True
                 if f.op == "get":
                     return await backend.get(f.ref())
                 if f.op == "get_map":
                     return await backend.get_map(f.ref())
                 return await backend.find(f.query())
 
-            before = self.flight.shared
             try:
                 return await self.flight.do((ckey, f), call, max_age=max_age)  # type: ignore[no-any-return]
             except BackendUnavailable as exc:
-                self.stores.report_unavailable(ckey, exc)
+                if ran:
+                    self.stores.report_unavailable(ckey, exc)
                 return exc
             except BackendError as exc:
                 return exc
             finally:
-                if self.flight.shared != before:
-                    m.FETCHES.labels("shared").inc()
+                m.FETCHES.labels("backend" if ran else "shared").inc()
 
         values = await asyncio.gather(*(one(f) for f in plan))
         return dict(zip(plan, values, strict=True))
@@ -238,12 +239,10 @@ class SyncMixin:
         if plan.action == "none":
             return
         if plan.action == "create":
-            try:
-                obj = await kube_call(self.kube.create_secret, ns, desired)
-                m.API_WRITES.labels("Secret", "create").inc()
-            except KubeConflict:
-                obj = await kube_call(self.kube.replace_secret, ns, name, desired)
-                m.API_WRITES.labels("Secret", "replace").inc()
+            # A Conflict (someone created it since we looked) fails this sync; the retry sees
+            # the Secret and decides again (it may not be ours to overwrite).
+            obj = await kube_call(self.kube.create_secret, ns, desired)
+            m.API_WRITES.labels("Secret", "create").inc()
         elif plan.action == "recreate":
             await kube_call(self.kube.delete_secret, ns, name)
             m.API_WRITES.labels("Secret", "delete").inc()
