@@ -24,14 +24,15 @@ from secretsync import api
 from secretsync.controller import metrics
 from secretsync.controller.runtime import Runtime, get_runtime
 from secretsync.errors import (
-    CryptoError,
     KubeConflict,
     KubeError,
     KubeNotFound,
     SecretSyncError,
 )
+from secretsync.kube import Kube
 from secretsync.reconcile import sealed as rs
 from secretsync.reconcile.secrets import (
+    SecretPlan,
     controller_ref,
     ownership,
     plan_secret,
@@ -91,87 +92,126 @@ def _gvp(obj: Mapping[str, Any]) -> tuple[str, str, str]:
 
 
 async def _desired(rt: Runtime, obj: Mapping[str, Any]) -> dict[str, Any]:
-    """Decrypt (or reuse the cached result for this generation) and render; SealFailure."""
-    prepared = rs.prepare(obj)
-    meta = obj.get("metadata") or {}
+    """Decrypt (or reuse the cached result for this generation) and render; SealFailure.
+
+    One pool job per object (decode, every item's RSA operation, render): a hand-off per item
+    cost the event loop more than the items' parallelism gained -- with many objects queued
+    the pool is busy anyway, and one object's items are milliseconds apart."""
     # spec changes bump the generation; scope and hint live in metadata. A new key cannot
     # change what an item decrypts to, so successes stay valid across key changes.
-    key = (meta.get("generation"), prepared.label, prepared.hint)
-    uid = str(meta.get("uid"))
+    key = rs.cache_key(obj)
+    uid = str((obj.get("metadata") or {}).get("uid"))
     cached = _cache.get(uid)
     if cached is not None and cached.key == key:
         return cached.desired
     loop = asyncio.get_running_loop()
-    names = list(prepared.items)
-    futures = [
-        loop.run_in_executor(rt.pool, rs.decrypt_one, rt.keys.registry, prepared, n)
-        for n in names
-    ]
-    results = await asyncio.gather(*futures)
-    values: dict[str, bytes] = {}
-    for n, result in zip(names, results, strict=True):
-        if isinstance(result, CryptoError):
-            raise await loop.run_in_executor(
-                rt.pool, rs.explain_failure, rt.keys.registry, prepared, n, result)
-        values[n] = result
-    metrics.ITEMS_DECRYPTED.inc(len(values))
-    desired = rs.desired_secret(obj, prepared, values)
+    desired = await loop.run_in_executor(rt.pool, rs.unseal, obj, rt.keys.registry)
+    metrics.ITEMS_DECRYPTED.inc(len((obj.get("spec") or {}).get("encryptedData") or {}))
     _cache[uid] = _Cached(key, desired)
     return desired
 
 
-async def _apply(rt: Runtime, obj: Mapping[str, Any], desired: dict[str, Any]) -> str:
-    """Bring the Secret in line; returns the action taken ("none" when nothing changed).
+@dataclass
+class _Written:
+    plan: SecretPlan
+    secret: dict[str, Any] | None = None  # the Secret as the API server returned it
+    status_error: KubeError | None = None
 
-    The first look uses the index of managed Secrets (seeded by one LIST at start, kept
-    current by the Secret watch), so the common cases cost one write or no call at all; a
-    stale index only means a 409, after which the Secret is read for real."""
+
+def _write(kube: Kube, obj: Mapping[str, Any], desired: dict[str, Any], plan: SecretPlan,
+           status: dict[str, Any] | None) -> _Written:
+    """In one worker thread: the Secret write (re-reading it after a 409/404 and planning
+    again), then the status patch. A status error is returned, not raised, so that the
+    caller still records the Secret that was written."""
     ns, name = desired["metadata"]["namespace"], desired["metadata"]["name"]
-    kube = rt.kube
     for attempt in range(4):
-        if attempt == 0 and _index_ready:
-            existing = _index.get((ns, name))
-        else:
-            existing = await asyncio.to_thread(kube.get_secret, ns, name)
-        if existing is not None and ownership(existing, obj) == "foreign":
-            raise rs.SealFailure(
-                f"Secret {ns}/{name} exists and is not managed by secretsync; annotate it "
-                f'{api.ANN_MANAGED}="true" to hand it over',
-                reason=rs.REASON_UNMANAGED,
-            )
-        plan = plan_secret(existing, desired)
-        written: dict[str, Any] | None = None
+        if attempt > 0:
+            existing = kube.get_secret(ns, name)
+            _check_owner(existing, obj)
+            plan = plan_secret(existing, desired)
         try:
             if plan.action == "create":
-                written = await asyncio.to_thread(kube.create_secret, ns, desired)
+                written = _Written(plan, kube.create_secret(ns, desired))
             elif plan.action == "patch":
                 assert plan.patch is not None
-                written = await asyncio.to_thread(kube.patch_secret, ns, name, plan.patch)
+                written = _Written(plan, kube.patch_secret(ns, name, plan.patch))
             elif plan.action == "recreate":
-                await asyncio.to_thread(kube.delete_secret, ns, name)
-                written = await asyncio.to_thread(kube.create_secret, ns, desired)
+                kube.delete_secret(ns, name)
+                written = _Written(plan, kube.create_secret(ns, desired))
+            else:
+                written = _Written(plan)
         except (KubeConflict, KubeNotFound):
             continue  # created, changed or deleted under us: look again
-        if written is not None:
-            _index[(ns, name)] = written
-        if plan.action != "none":
-            metrics.SECRET_WRITES.labels(plan.action).inc()
-            log.info("%s: Secret %s (%s)", _what(obj),
-                     {"create": "created", "patch": "updated", "recreate": "recreated"}[
-                         plan.action], ", ".join(plan.changed))
-        return plan.action
-    raise KubeConflict(f"Secret {ns}/{name} kept changing while being written")
+        break
+    else:
+        raise KubeConflict(f"Secret {ns}/{name} kept changing while being written")
+    if status is not None:
+        meta = obj.get("metadata") or {}
+        group, version, plural = _gvp(obj)
+        try:
+            kube.patch_custom_status(group, version, plural, meta.get("namespace"),
+                                     str(meta.get("name")), status)
+        except KubeError as exc:
+            written.status_error = exc
+    return written
+
+
+def _check_owner(existing: Mapping[str, Any] | None, obj: Mapping[str, Any]) -> None:
+    if existing is not None and ownership(existing, obj) == "foreign":
+        meta = existing.get("metadata") or {}
+        ns, name = meta.get("namespace"), meta.get("name")
+        raise rs.SealFailure(
+            f"Secret {ns}/{name} exists and is not managed by secretsync; annotate it "
+            f'{api.ANN_MANAGED}="true" to hand it over',
+            reason=rs.REASON_UNMANAGED,
+        )
+
+
+async def _apply(rt: Runtime, obj: Mapping[str, Any], desired: dict[str, Any],
+                 status: dict[str, Any] | None) -> str:
+    """Bring the Secret in line, then write ``status`` (None: unchanged); returns the action
+    taken on the Secret ("none" when nothing changed).
+
+    The first look uses the index of managed Secrets (seeded by one LIST at start, kept
+    current by the Secret watch), so the common cases cost one thread hand-off for the write
+    and the status together, or nothing at all; a stale index only means a 409, after which
+    the Secret is read for real (in the same thread)."""
+    ns, name = desired["metadata"]["namespace"], desired["metadata"]["name"]
+    existing = _index.get((ns, name)) if _index_ready else await asyncio.to_thread(
+        rt.kube.get_secret, ns, name)
+    _check_owner(existing, obj)
+    plan = plan_secret(existing, desired)
+    if plan.action == "none" and status is None:
+        return "none"
+    written = await asyncio.to_thread(_write, rt.kube, obj, desired, plan, status)
+    plan = written.plan
+    if written.secret is not None:
+        _index[(ns, name)] = written.secret
+    if plan.action != "none":
+        metrics.SECRET_WRITES.labels(plan.action).inc()
+        log.info("%s: Secret %s (%s)", _what(obj),
+                 {"create": "created", "patch": "updated", "recreate": "recreated"}[
+                     plan.action], ", ".join(plan.changed))
+    if written.status_error is not None:
+        raise written.status_error
+    return plan.action
+
+
+def _status(obj: Mapping[str, Any], ok: bool, reason: str, message: str) -> dict[str, Any] | None:
+    """The status to write, or None when it already says this."""
+    meta = obj.get("metadata") or {}
+    return status_patch(obj.get("status"), generation=meta.get("generation"),
+                        condition=synced_condition(ok, reason, message))
 
 
 async def _set_status(
     rt: Runtime, obj: Mapping[str, Any], ok: bool, reason: str, message: str
 ) -> bool:
     """Write status only if it changes; True when written."""
-    meta = obj.get("metadata") or {}
-    new = status_patch(obj.get("status"), generation=meta.get("generation"),
-                       condition=synced_condition(ok, reason, message))
+    new = _status(obj, ok, reason, message)
     if new is None:
         return False
+    meta = obj.get("metadata") or {}
     group, version, plural = _gvp(obj)
     await asyncio.to_thread(rt.kube.patch_custom_status, group, version, plural,
                             meta.get("namespace"), str(meta.get("name")), new)
@@ -228,12 +268,12 @@ async def reconcile(obj: Mapping[str, Any], *, restored: bool = False) -> None:
         started = time.perf_counter()
         try:
             desired = await _desired(rt, obj)
-            action = await _apply(rt, obj, desired)
+            message = f"Secret {desired['metadata']['name']} is in sync"
+            action = await _apply(rt, obj, desired,
+                                  _status(obj, True, rs.REASON_UNSEALED, message))
             rt.retry_on_new_key.discard(ref)
             _failed.pop(ref, None)
             _attempts.pop(ref, None)
-            message = f"Secret {desired['metadata']['name']} is in sync"
-            await _set_status(rt, obj, True, rs.REASON_UNSEALED, message)
             if action != "none":
                 if restored:
                     metrics.SECRETS_RESTORED.inc()

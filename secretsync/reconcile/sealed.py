@@ -109,6 +109,19 @@ def prepare(sealed: Mapping[str, Any]) -> Prepared:
     return Prepared(name, namespace, scope, label, fingerprint_hint(sealed), items, template)
 
 
+def cache_key(sealed: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What, besides the spec (its changes bump ``generation``), decides what a SealedSecret
+    decrypts to: the scope (its label) and the key hint, both in metadata. Cheap -- no item is
+    decoded -- so a controller can recognise an object it has already unsealed (e.g. the event
+    of its own status write) without re-reading it; raises ``SealFailure`` when malformed."""
+    meta = _map(sealed.get("metadata"), "metadata")
+    try:
+        scope = scope_of(_map(meta.get("annotations"), "metadata.annotations"))
+    except InvalidInput as exc:
+        raise SealFailure(exc.message, reason=REASON_INVALID_SPEC) from None
+    return (meta.get("generation"), scope, fingerprint_hint(sealed))
+
+
 def decrypt_one(registry: KeyRegistry, prepared: Prepared, item: str) -> bytes | CryptoError:
     """One item with the hinted key first (the value, or the error -- never raised)."""
     try:
@@ -191,7 +204,8 @@ def desired_secret(
 def unseal(
     sealed: Mapping[str, Any], registry: KeyRegistry, item_order: Sequence[str] | None = None
 ) -> dict[str, Any]:
-    """All three steps sequentially (tests, CLI and the /v1/verify endpoint)."""
+    """All three steps sequentially (tests, CLI, the /v1/verify endpoint, and the controller:
+    one thread-pool job per object, so its items cost one hand-off instead of one each)."""
     prepared = prepare(sealed)
     values: dict[str, bytes] = {}
     for item in item_order or list(prepared.items):
@@ -211,6 +225,7 @@ __all__ = [
     "DecryptionFailed",
     "Prepared",
     "SealFailure",
+    "cache_key",
     "decrypt_one",
     "desired_secret",
     "explain_failure",

@@ -161,3 +161,27 @@ def test_prepare_does_not_mutate(k0: SealingKey) -> None:
     before = copy.deepcopy(doc)
     rs.unseal(doc, KeyRegistry([k0]))
     assert doc == before
+
+
+def test_cache_key_follows_generation_scope_and_hint() -> None:
+    doc: dict[str, Any] = {"metadata": {"name": "db", "namespace": "app", "generation": 1,
+                                        "annotations": {}}, "spec": {}}
+    base = rs.cache_key(doc)
+    assert rs.cache_key(copy.deepcopy(doc)) == base
+    bumped = copy.deepcopy(doc)
+    bumped["metadata"]["generation"] = 2
+    assert rs.cache_key(bumped) != base
+    scoped = copy.deepcopy(doc)
+    scoped["metadata"]["annotations"][api.ANN_SCOPE] = api.SCOPE_NAMESPACE
+    assert rs.cache_key(scoped) != base
+    hinted = copy.deepcopy(doc)
+    hinted["metadata"]["annotations"][api.ANN_KEY_FINGERPRINT] = "ab" * 32
+    assert rs.cache_key(hinted) != base
+    unrelated = copy.deepcopy(doc)
+    unrelated["metadata"]["annotations"]["team"] = "x"
+    assert rs.cache_key(unrelated) == base
+    bad = copy.deepcopy(doc)
+    bad["metadata"]["annotations"][api.ANN_SCOPE] = "galaxy"
+    with pytest.raises(rs.SealFailure) as exc:
+        rs.cache_key(bad)
+    assert exc.value.reason == rs.REASON_INVALID_SPEC
