@@ -1,6 +1,10 @@
 """The only module that talks to the Kubernetes API.
 
-Thin, typed, synchronous wrappers over the official ``kubernetes`` client. Objects go in and
+Thin, typed, synchronous wrappers over the official ``kubernetes`` client. The client loads
+the configuration (kubeconfig, in-cluster, token refresh); requests go over our own keep-alive
+``http.client`` connections with its auth headers -- half the CPU of the client's urllib3 path
+per request, which is most of a controller's own work (the client path remains the fallback
+for set-ups we do not handle: proxies, TLS server-name overrides). Objects go in and
 come out as plain JSON dicts (camelCase, exactly what the API server sends), so the pure
 ``reconcile`` layer never sees client model classes. ``ApiException`` is translated here into
 the ``KubeError`` family (404 -> ``None`` for reads, ``KubeNotFound`` for writes); error texts
@@ -12,11 +16,15 @@ The controller calls these from ``asyncio.to_thread``; the CLI calls them direct
 from __future__ import annotations
 
 import datetime as _dt
+import http.client
 import json
 import os
+import ssl
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote, urlencode, urlsplit
 
 from secretsync.errors import (
     KubeConflict,
@@ -49,11 +57,15 @@ def _translate(exc: Exception, what: str) -> KubeError:
 
     if not isinstance(exc, ApiException):
         return KubeError(f"{what}: {type(exc).__name__}: {str(exc)[:200]}")
-    status = int(exc.status or 0)
-    message = exc.reason or ""
+    return _http_error(int(exc.status or 0), exc.reason or "", exc.body, what)
+
+
+def _http_error(status: int, reason: str, body: Any, what: str) -> KubeError:
+    """The ``KubeError`` for an error response; its text is the API server's message."""
+    message = reason
     try:
-        body = json.loads(exc.body or b"{}")
-        message = str(body.get("message") or message)
+        doc = json.loads(body or b"{}")
+        message = str(doc.get("message") or message)
     except (ValueError, TypeError, AttributeError):
         pass
     text = f"{what}: {message[:300]}" if message else f"{what}: HTTP {status}"
@@ -66,6 +78,85 @@ def _translate(exc: Exception, what: str) -> KubeError:
     if status in (400, 422):
         return KubeInvalid(text, status=status)
     return KubeError(text, status=status)
+
+
+class _Transport:
+    """Keep-alive HTTP/1.1 connections to one API server, shared by threads (each request
+    takes an idle connection or opens one). A kept-alive connection the server has closed
+    meanwhile fails on first use; the request is then sent once more on a new connection."""
+
+    _STALE = (http.client.RemoteDisconnected, http.client.BadStatusLine, ConnectionResetError,
+              BrokenPipeError, ConnectionAbortedError)
+
+    def __init__(self, cfg: Any, max_idle: int) -> None:
+        url = urlsplit(cfg.host)
+        self.base = url.path.rstrip("/")
+        self.host = url.hostname or "localhost"
+        self.https = url.scheme == "https"
+        self.port = url.port or (443 if self.https else 80)
+        self.context: ssl.SSLContext | None = None
+        if self.https:
+            ctx = ssl.create_default_context(cafile=cfg.ssl_ca_cert or None)
+            if cfg.ca_cert_data:
+                ctx.load_verify_locations(cadata=cfg.ca_cert_data)
+            if cfg.cert_file:
+                ctx.load_cert_chain(cfg.cert_file, cfg.key_file or None)
+            if not cfg.verify_ssl:
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+            self.context = ctx
+        self.max_idle = max_idle
+        self._idle: list[http.client.HTTPConnection] = []
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def usable(cfg: Any) -> bool:
+        """Set-ups we reproduce exactly; anything else keeps the client's own path."""
+        return (str(cfg.host).startswith(("https://", "http://")) and not cfg.proxy
+                and not cfg.tls_server_name and cfg.assert_hostname in (None, True)
+                and cfg.socket_options is None)
+
+    def _connection(self) -> tuple[http.client.HTTPConnection, bool]:
+        with self._lock:
+            if self._idle:
+                return self._idle.pop(), True
+        if self.https:
+            return http.client.HTTPSConnection(self.host, self.port, context=self.context), False
+        return http.client.HTTPConnection(self.host, self.port), False
+
+    def send(self, method: str, path: str, body: bytes | None,
+             headers: Mapping[str, str]) -> tuple[int, str, bytes]:
+        for attempt in (0, 1):
+            conn, reused = self._connection()
+            try:
+                conn.request(method, self.base + path, body=body, headers=dict(headers))
+                resp = conn.getresponse()
+                data = resp.read()
+            except self._STALE:
+                conn.close()
+                if reused and attempt == 0:
+                    continue
+                raise
+            except BaseException:
+                conn.close()
+                raise
+            if resp.will_close:
+                conn.close()
+            else:
+                with self._lock:
+                    if len(self._idle) < self.max_idle:
+                        self._idle.append(conn)
+                        conn = None  # type: ignore[assignment]
+                if conn is not None:
+                    conn.close()
+            return resp.status, resp.reason, data
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
 
 
 def _load(resp: Any) -> Obj:
@@ -90,6 +181,9 @@ class Kube:
     def __init__(self, api_client: Any, *, namespace: str | None = None) -> None:
         self.api_client = api_client
         self.default_namespace = namespace or "default"
+        cfg = api_client.configuration
+        self._transport = (_Transport(cfg, int(cfg.connection_pool_maxsize or 4))
+                           if _Transport.usable(cfg) else None)
 
     # --- construction --------------------------------------------------------------------
 
@@ -144,6 +238,8 @@ class Kube:
         )
 
     def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
         self.api_client.close()
 
     # --- raw JSON calls ------------------------------------------------------------------
@@ -162,6 +258,9 @@ class Kube:
 
         Bodies are plain dicts (no client model classes), so what we send is exactly what we
         built and what we get back is exactly what the API server sent."""
+        what = what or f"{method} {path}"
+        if self._transport is not None:
+            return self._send(method, path, body, query, content_type, what)
         try:
             param = self.api_client.param_serialize(
                 method=method,
@@ -174,7 +273,34 @@ class Kube:
             resp = self.api_client._call_with_legacy_options(param, {}, None, False, None, True)
             return _load(resp)
         except Exception as exc:
-            raise _translate(exc, what or f"{method} {path}") from exc
+            raise _translate(exc, what) from exc
+
+    def _send(self, method: str, path: str, body: Any, query: Mapping[str, str] | None,
+              content_type: str, what: str) -> Obj:
+        """``request`` over our own connections; the client supplies the auth headers (so
+        token refresh and exec plugins work as with the client's path)."""
+        assert self._transport is not None
+        api_client = self.api_client
+        headers = {**api_client.default_headers, "Accept": "application/json"}
+        payload = None
+        if body is not None:
+            headers["Content-Type"] = content_type
+            payload = json.dumps(body, separators=(",", ":")).encode()
+        url = quote(path, safe="/:@!$&'()*+,;=-._~")
+        params = [(k, v) for k, v in (query or {}).items() if v]
+        if params:
+            url += "?" + urlencode(params, quote_via=quote)
+        try:
+            api_client.update_params_for_auth(headers, [], ["BearerToken"], path, method, body)
+            status, reason, data = self._transport.send(method, url, payload, headers)
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            raise KubeError(f"{what}: {type(exc).__name__}: {str(exc)[:200]}") from exc
+        if not 200 <= status < 300:
+            raise _http_error(status, reason, data, what)
+        if not data:
+            return {}
+        result: Obj = json.loads(data)
+        return result
 
     def _get_or_none(self, path: str, what: str) -> Obj | None:
         try:
