@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import base64
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -15,7 +16,7 @@ import pytest
 
 from secretsync import api
 from secretsync.kube import Kube
-from tests.integration._controller import Controller
+from tests.integration._controller import CONTROLLER_NS, CONTROLLER_SA, Controller
 
 T = TypeVar("T")
 # Every value written to Vault by these tests contains this marker, so leak checks can grep.
@@ -181,3 +182,71 @@ class World:
         assert MARK not in blob, "a secret value leaked into logs, events or status"
         for v in self.values:
             assert v not in blob
+
+
+def make_world(
+    admin: Kube,
+    vault: hvac.Client,
+    *,
+    namespace: str,
+    mount: str,
+    vault_addr: str,
+    tmp: Path,
+    token: str | None,
+) -> World:
+    """A World for ``namespace``; with ``token``, also the Secret ``vault-token`` that the
+    default store (``World.apply_store``) authenticates with."""
+    w = World(
+        kube=admin, vault=vault, namespace=namespace, mount=mount, vault_addr=vault_addr, tmp=tmp
+    )
+    if token is not None:
+        admin.create_secret(
+            namespace,
+            {
+                "metadata": {"name": "vault-token"},
+                "data": {"token": base64.b64encode(token.encode()).decode()},
+            },
+        )
+    return w
+
+
+def sandbox_world(
+    sandbox: Any, admin: Kube, namespace: str, mount: str, tmp: Path, *, token_secret: bool = True
+) -> World:
+    """``make_world`` against the sandbox's shared OpenBao (root token)."""
+    env = sandbox.env
+    return make_world(
+        admin,
+        hvac.Client(url=env["VAULT_ADDR"], token=env["VAULT_TOKEN"]),
+        namespace=namespace,
+        mount=mount,
+        vault_addr=env["VAULT_ADDR"],
+        tmp=tmp,
+        token=env["VAULT_TOKEN"] if token_secret else None,
+    )
+
+
+def controller_kubeconfig(w: World, token_kubeconfig: Any) -> Path:
+    """A kubeconfig authenticating as the controller's ServiceAccount."""
+    path: Path = token_kubeconfig(CONTROLLER_NS, CONTROLLER_SA, w.tmp / "ctl.kubeconfig")
+    return path
+
+
+@contextmanager
+def running_controller(
+    w: World, token_kubeconfig: Any, *, before_start: Callable[[], None] | None = None
+) -> Iterator[World]:
+    """Run the controller as its ServiceAccount, watching ``w.namespace``; on a clean exit,
+    check that no value leaked and that the controller logged no traceback."""
+    w.controller = Controller(
+        controller_kubeconfig(w, token_kubeconfig), w.namespace, w.tmp / "controller.log"
+    )
+    if before_start is not None:
+        before_start()
+    w.controller.start()
+    try:
+        yield w
+        w.assert_no_leak()
+        assert "Traceback" not in w.controller.log(), w.controller.tail()
+    finally:
+        w.controller.stop()

@@ -5,7 +5,6 @@ everything recovers without rewriting the unchanged Secrets."""
 
 from __future__ import annotations
 
-import base64
 import subprocess
 import time
 import uuid
@@ -18,14 +17,17 @@ import pytest
 
 from secretsync.kube import Kube
 from tests.integration._controller import (
-    CONTROLLER_NS,
-    CONTROLLER_SA,
     REPO,
-    Controller,
     free_port,
     install_rbac,
 )
-from tests.integration._external import MARK, World, wait_for
+from tests.integration._external import (
+    MARK,
+    World,
+    make_world,
+    running_controller,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -96,28 +98,17 @@ def world(
     install_rbac(k8s)
     vault = bao.start()
     admin = Kube.from_config(str(sandbox.kubeconfig))
-    w = World(
-        kube=admin,
-        vault=vault,
+    w = make_world(
+        admin,
+        vault,
         namespace=namespace,
         mount="secret",
         vault_addr=bao.addr,
         tmp=tmp_path,
+        token=bao.token,
     )
-    admin.create_secret(
-        namespace,
-        {
-            "metadata": {"name": "vault-token"},
-            "data": {"token": base64.b64encode(bao.token.encode()).decode()},
-        },
-    )
-    kubeconfig = token_kubeconfig(CONTROLLER_NS, CONTROLLER_SA, tmp_path / "ctl.kubeconfig")
-    w.controller = Controller(kubeconfig, namespace, tmp_path / "controller.log").start()
-    try:
+    with running_controller(w, token_kubeconfig):
         yield w
-        w.assert_no_leak()
-    finally:
-        w.controller.stop()
 
 
 def test_backend_down_keeps_secrets_and_recovers(world: World, bao: PrivateBao) -> None:

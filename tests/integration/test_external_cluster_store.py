@@ -4,19 +4,17 @@ references without a namespace resolve in the ExternalSecret's namespace."""
 
 from __future__ import annotations
 
-import base64
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import hvac
 import pytest
 
 from secretsync import api
 from secretsync.kube import Kube
-from tests.integration._controller import CONTROLLER_NS, CONTROLLER_SA, Controller, install_rbac
-from tests.integration._external import MARK, World
+from tests.integration._controller import install_rbac
+from tests.integration._external import MARK, World, running_controller, sandbox_world
 
 pytestmark = pytest.mark.integration
 
@@ -33,29 +31,9 @@ def world(
 ) -> Iterator[World]:
     install_rbac(k8s)
     admin = Kube.from_config(str(sandbox.kubeconfig))
-    vault = hvac.Client(url=sandbox.env["VAULT_ADDR"], token=sandbox.env["VAULT_TOKEN"])
-    w = World(
-        kube=admin,
-        vault=vault,
-        namespace=namespace,
-        mount=vault_mount,
-        vault_addr=sandbox.env["VAULT_ADDR"],
-        tmp=tmp_path,
-    )
-    admin.create_secret(
-        namespace,
-        {
-            "metadata": {"name": "vault-token"},
-            "data": {"token": base64.b64encode(sandbox.env["VAULT_TOKEN"].encode()).decode()},
-        },
-    )
-    kubeconfig = token_kubeconfig(CONTROLLER_NS, CONTROLLER_SA, tmp_path / "ctl.kubeconfig")
-    w.controller = Controller(kubeconfig, namespace, tmp_path / "controller.log").start()
-    try:
+    w = sandbox_world(sandbox, admin, namespace, vault_mount, tmp_path)
+    with running_controller(w, token_kubeconfig):
         yield w
-        w.assert_no_leak()
-    finally:
-        w.controller.stop()
 
 
 @pytest.fixture

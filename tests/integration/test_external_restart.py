@@ -9,12 +9,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import hvac
 import pytest
 
 from secretsync.kube import Kube
-from tests.integration._controller import CONTROLLER_NS, CONTROLLER_SA, Controller, install_rbac
-from tests.integration._external import MARK, World
+from tests.integration._controller import Controller, install_rbac
+from tests.integration._external import MARK, controller_kubeconfig, sandbox_world
 
 pytestmark = pytest.mark.integration
 
@@ -30,23 +29,8 @@ def test_restart_repairs_offline_drift_without_refetching_everything(
 ) -> None:
     install_rbac(k8s)
     admin = Kube.from_config(str(sandbox.kubeconfig))
-    vault = hvac.Client(url=sandbox.env["VAULT_ADDR"], token=sandbox.env["VAULT_TOKEN"])
-    w = World(
-        kube=admin,
-        vault=vault,
-        namespace=namespace,
-        mount=vault_mount,
-        vault_addr=sandbox.env["VAULT_ADDR"],
-        tmp=tmp_path,
-    )
-    admin.create_secret(
-        namespace,
-        {
-            "metadata": {"name": "vault-token"},
-            "data": {"token": base64.b64encode(sandbox.env["VAULT_TOKEN"].encode()).decode()},
-        },
-    )
-    kubeconfig = token_kubeconfig(CONTROLLER_NS, CONTROLLER_SA, tmp_path / "ctl.kubeconfig")
+    w = sandbox_world(sandbox, admin, namespace, vault_mount, tmp_path)
+    kubeconfig = controller_kubeconfig(w, token_kubeconfig)
     w.apply_store()
     n = 6
     for i in range(n):

@@ -12,14 +12,19 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import hvac
 import pytest
 
 from secretsync import api
 from secretsync.kube import Kube
 from secretsync.reconcile.external import ANN_OWNER, ANN_RESTARTED_AT
-from tests.integration._controller import CONTROLLER_NS, CONTROLLER_SA, Controller, install_rbac
-from tests.integration._external import MARK, World, wait_for
+from tests.integration._controller import install_rbac
+from tests.integration._external import (
+    MARK,
+    World,
+    running_controller,
+    sandbox_world,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -39,32 +44,9 @@ def world(
     tmp_path: Path,
     token_kubeconfig: Any,
 ) -> Iterator[World]:
-    vault = hvac.Client(url=sandbox.env["VAULT_ADDR"], token=sandbox.env["VAULT_TOKEN"])
-    w = World(
-        kube=admin,
-        vault=vault,
-        namespace=namespace,
-        mount=vault_mount,
-        vault_addr=sandbox.env["VAULT_ADDR"],
-        tmp=tmp_path,
-    )
-    admin.create_secret(
-        namespace,
-        {
-            "metadata": {"name": "vault-token"},
-            "data": {"token": base64.b64encode(sandbox.env["VAULT_TOKEN"].encode()).decode()},
-        },
-    )
-    kubeconfig = token_kubeconfig(CONTROLLER_NS, CONTROLLER_SA, tmp_path / "controller.kubeconfig")
-    w.controller = Controller(kubeconfig, namespace, tmp_path / "controller.log")
-    w.apply_store()
-    w.controller.start()
-    try:
+    w = sandbox_world(sandbox, admin, namespace, vault_mount, tmp_path)
+    with running_controller(w, token_kubeconfig, before_start=w.apply_store):
         yield w
-        w.assert_no_leak()
-        assert "Traceback" not in w.controller.log(), w.controller.tail()
-    finally:
-        w.controller.stop()
 
 
 def test_data_datafrom_template(world: World) -> None:
