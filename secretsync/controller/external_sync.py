@@ -217,7 +217,7 @@ class SyncMixin:
                 return await self.flight.do((ckey, f), call, max_age=max_age)  # type: ignore[no-any-return]
             except BackendUnavailable as exc:
                 if ran:
-                    self.stores.report_unavailable(ckey, exc)
+                    await self.stores.report_unavailable(ckey, exc)
                 return exc
             except BackendError as exc:
                 return exc

@@ -211,12 +211,16 @@ class Stores:
             "store %s/%s not ready (%s): %s", c.store[1] or "-", c.store[2], exc.reason, exc.message
         )
 
-    def report_unavailable(self, key: ClientKey, exc: BackendUnavailable) -> None:
+    async def report_unavailable(self, key: ClientKey, exc: BackendUnavailable) -> None:
         """A read through a validated client found the backend down: stop every other
-        ExternalSecret of this store from trying until the backoff expires."""
+        ExternalSecret of this store from trying until the backoff expires, and say so on
+        the store's status at once (not only at the next validation, after the backoff)."""
         c = self.clients.get(key)
         if c is not None and c.error is None:
             self._failed(c, exc)
+            store = self.objects.get(c.store)
+            if store is not None:
+                await self._report(c.store[0], store, c)
 
     async def _report(self, kind: str, store: Mapping[str, Any], c: _Client) -> None:
         meta = store.get("metadata") or {}
