@@ -24,7 +24,6 @@ Its own namespace (``POD_NAMESPACE``) holds its key Secrets.
 from __future__ import annotations
 
 import base64
-import fcntl
 import os
 import shutil
 import signal
@@ -38,11 +37,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from sandbox import paths, proc
-from sandbox.builder import BuildError
+from sandbox import builder, proc
 
-BITNAMI_VERSION = "v0.36.6"
-MODULE = "github.com/bitnami-labs/sealed-secrets"
+BITNAMI_VERSION = builder.KUBESEAL_VERSION
 GROUP = "bitnami.com"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
@@ -99,51 +96,9 @@ CRD: dict[str, Any] = {
 # --- build ---------------------------------------------------------------------------------
 
 
-def cache_dir() -> Path:
-    return paths.BIN_CACHE / f"sealed-secrets-controller-{BITNAMI_VERSION}"
-
-
 def ensure_controller() -> Path:
-    """The controller binary, built once per machine (minutes the first time)."""
-    dest = cache_dir()
-    binary = dest / "controller"
-    if binary.exists():
-        return binary
-    paths.CACHE.mkdir(parents=True, exist_ok=True)
-    with open(paths.CACHE / f".{dest.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if binary.exists():
-            return binary
-        logdir = paths.CACHE / "logs"
-        logdir.mkdir(exist_ok=True)
-        log = logdir / f"build-{dest.name}.log"
-        paths.BIN_CACHE.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=paths.BIN_CACHE))
-        work = Path(tempfile.mkdtemp(prefix="bitnami-build-"))
-        env = {**os.environ, "GOBIN": str(tmp), "CGO_ENABLED": "0",
-               "GOFLAGS": "-trimpath -buildvcs=false"}
-        argv = ["go", "install", "-ldflags", f"-s -w -X main.VERSION={BITNAMI_VERSION}",
-                f"{MODULE}/cmd/controller@{BITNAMI_VERSION}"]
-        try:
-            with open(log, "w") as out:
-                out.write(f"$ {' '.join(argv)}\n")
-                out.flush()
-                try:
-                    rc = subprocess.run(argv, cwd=work, env=env, stdout=out,
-                                        stderr=subprocess.STDOUT, timeout=1800).returncode
-                except (OSError, subprocess.TimeoutExpired) as exc:
-                    raise BuildError(f"go install {MODULE}/cmd/controller: {exc}") from exc
-            if rc != 0 or not (tmp / "controller").exists():
-                tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
-                raise BuildError(f"go install {MODULE}/cmd/controller@{BITNAMI_VERSION} "
-                                 f"failed (exit {rc}); {log} ends:\n{tail}")
-            tmp.chmod(0o755)
-            shutil.rmtree(dest, ignore_errors=True)
-            tmp.rename(dest)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-            shutil.rmtree(work, ignore_errors=True)
-    return binary
+    """The controller binary, built once per machine (about a minute the first time)."""
+    return builder.ensure_bitnami_controller()
 
 
 # --- CRD and RBAC --------------------------------------------------------------------------

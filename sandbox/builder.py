@@ -155,11 +155,37 @@ def ensure_kube() -> dict[str, Path]:
     )
 
 
+SEALED_SECRETS_MODULE = "github.com/bitnami-labs/sealed-secrets"
+
+
 def ensure_kubeseal() -> Path:
     """The Bitnami `kubeseal` CLI, for cross-implementation tests and benchmarks."""
-    mod = "github.com/bitnami-labs/sealed-secrets"
+    mod = SEALED_SECRETS_MODULE
     return _go_wrapper_build(
         f"kubeseal-{KUBESEAL_VERSION}",
         [f"{mod}/cmd/kubeseal@{KUBESEAL_VERSION}"],
         {"kubeseal": f"{mod}/cmd/kubeseal"},
     )["kubeseal"]
+
+
+def ensure_bitnami_controller() -> Path:
+    """Bitnami's sealed-secrets controller, for the switch-over test and the side-by-side
+    benchmark (same version as kubeseal)."""
+    mod = SEALED_SECRETS_MODULE
+    return _go_wrapper_build(
+        f"sealed-secrets-controller-{KUBESEAL_VERSION}",
+        [f"{mod}/cmd/controller@{KUBESEAL_VERSION}"],
+        {"controller": f"{mod}/cmd/controller"},
+        ldflags=f"-s -w -X main.VERSION={KUBESEAL_VERSION}",
+    )["controller"]
+
+
+def ensure_kubectl() -> Path:
+    """kubectl at the sandbox's Kubernetes version, for `kubectl apply -k deploy/
+    --dry-run=server`."""
+    return _go_wrapper_build(
+        f"kubectl-{KUBE_VERSION}",
+        [f"k8s.io/kubernetes/cmd/kubectl@{KUBE_VERSION}"],
+        {"kubectl": "k8s.io/kubernetes/cmd/kubectl"},
+        replaces=_kube_staging_replaces(KUBE_VERSION),
+    )["kubectl"]

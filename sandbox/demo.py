@@ -119,14 +119,7 @@ def ensure_kubectl() -> Path:
     binaries), for ``kubectl apply -k deploy/ --dry-run=server``."""
     from sandbox import builder
 
-    version = builder.KUBE_VERSION
-    built = builder._go_wrapper_build(
-        f"kubectl-{version}",
-        [f"k8s.io/kubernetes/cmd/kubectl@{version}"],
-        {"kubectl": "k8s.io/kubernetes/cmd/kubectl"},
-        replaces=builder._kube_staging_replaces(version),
-    )
-    return built["kubectl"]
+    return builder.ensure_kubectl()
 
 
 # --- the controller as a subprocess -------------------------------------------------------

@@ -137,6 +137,8 @@ def build_all() -> dict[str, float]:
         ("etcd", builder.ensure_etcd),
         ("kubernetes", builder.ensure_kube),
         ("kubeseal", builder.ensure_kubeseal),
+        ("kubectl", builder.ensure_kubectl),
+        ("sealed-secrets-controller", builder.ensure_bitnami_controller),
     ]
     for name, fn in steps:
         t = time.monotonic()
