@@ -3,10 +3,9 @@
 For the side-by-side benchmark (``bench/bench_vs_bitnami.py``) and the switch-over test
 (``tests/integration/test_bitnami_switch.py``).
 
-- ``ensure_controller()``: ``go install github.com/bitnami-labs/sealed-secrets/cmd/controller``
-  at ``BITNAMI_VERSION`` from the Go module proxy into
-  ``~/.cache/secretsync/bin/sealed-secrets-controller-<version>/controller`` (built into a
-  temporary directory and renamed into place, under a file lock; no source is kept here).
+- ``ensure_controller()``: ``github.com/bitnami-labs/sealed-secrets/cmd/controller`` at
+  ``BITNAMI_VERSION`` from the Go module proxy, built by ``sandbox.builder`` into
+  ``~/.cache/secretsync/bin/sealed-secrets-controller-<version>/controller``.
 - ``CRD``: Bitnami's ``sealedsecrets.bitnami.com`` CustomResourceDefinition, written here by
   hand (namespaced, status subresource, spec/status kept as they are).
 - ``rbac_docs`` / ``install``: a ServiceAccount with what Bitnami's controller needs (read
