@@ -68,6 +68,22 @@ def token_store(addr: str, mount: str, version: str = "v2") -> dict[str, Any]:
     }
 
 
+def approle_store(addr: str, mount: str, approle_path: str, role_id: str) -> dict[str, Any]:
+    """A provider block logging in with AppRole; the secret id is resolved from Secret
+    ``ar``/``secret-id`` (see ``build_vault``'s resolver)."""
+    return {
+        "server": addr,
+        "path": mount,
+        "auth": {
+            "appRole": {
+                "path": approle_path,
+                "roleId": role_id,
+                "secretRef": {"name": "ar", "key": "secret-id"},
+            }
+        },
+    }
+
+
 class _VaultBase(BackendConformance):
     kv_version = "v2"
 
@@ -186,17 +202,7 @@ async def test_approle_token_reused_and_renewed(
     admin.secrets.kv.v2.create_or_update_secret(
         "app/db", {"password": SENTINEL}, mount_point=vault_mount
     )
-    provider = {
-        "server": sandbox.env["VAULT_ADDR"],
-        "path": vault_mount,
-        "auth": {
-            "appRole": {
-                "path": path,
-                "roleId": role_id,
-                "secretRef": {"name": "ar", "key": "secret-id"},
-            }
-        },
-    }
+    provider = approle_store(sandbox.env["VAULT_ADDR"], vault_mount, path, role_id)
     b = await build_vault(provider, {("ns", "ar", "secret-id"): secret_id.encode()})
     assert isinstance(b, VaultBackend)
     try:
@@ -223,17 +229,7 @@ async def test_revoked_token_logs_in_again(
     monkeypatch.setattr(vault_mod, "RELOGIN_MIN_INTERVAL", 0.0)
     path, role_id, secret_id = approle
     admin.secrets.kv.v2.create_or_update_secret("x", {"a": "1"}, mount_point=vault_mount)
-    provider = {
-        "server": sandbox.env["VAULT_ADDR"],
-        "path": vault_mount,
-        "auth": {
-            "appRole": {
-                "path": path,
-                "roleId": role_id,
-                "secretRef": {"name": "ar", "key": "secret-id"},
-            }
-        },
-    }
+    provider = approle_store(sandbox.env["VAULT_ADDR"], vault_mount, path, role_id)
     b = await build_vault(provider, {("ns", "ar", "secret-id"): secret_id.encode()})
     assert isinstance(b, VaultBackend)
     try:
@@ -249,17 +245,7 @@ async def test_approle_bad_secret_id_is_auth_error(
     sandbox: Any, approle: tuple[str, str, str], vault_mount: str
 ) -> None:
     path, role_id, _ = approle
-    provider = {
-        "server": sandbox.env["VAULT_ADDR"],
-        "path": vault_mount,
-        "auth": {
-            "appRole": {
-                "path": path,
-                "roleId": role_id,
-                "secretRef": {"name": "ar", "key": "secret-id"},
-            }
-        },
-    }
+    provider = approle_store(sandbox.env["VAULT_ADDR"], vault_mount, path, role_id)
     b = await build_vault(provider, {("ns", "ar", "secret-id"): SENTINEL.encode()})
     try:
         with pytest.raises(BackendAuthError) as info:
@@ -277,17 +263,7 @@ async def test_policy_denied_path_is_auth_error(
     admin.sys.enable_secrets_engine("kv", path=other, options={"version": "2"})
     try:
         admin.secrets.kv.v2.create_or_update_secret("x", {"a": SENTINEL}, mount_point=other)
-        provider = {
-            "server": sandbox.env["VAULT_ADDR"],
-            "path": other,
-            "auth": {
-                "appRole": {
-                    "path": path,
-                    "roleId": role_id,
-                    "secretRef": {"name": "ar", "key": "secret-id"},
-                }
-            },
-        }
+        provider = approle_store(sandbox.env["VAULT_ADDR"], other, path, role_id)
         b = await build_vault(provider, {("ns", "ar", "secret-id"): secret_id.encode()})
         try:
             with pytest.raises(BackendAuthError) as info:
