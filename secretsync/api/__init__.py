@@ -34,6 +34,11 @@ LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGED_BY_VALUE = "secretsync"
 ANN_DATA_HASH = f"{GROUP}/data-hash"
 ANN_FORCE_SYNC = f"{GROUP}/force-sync"
+# The ExternalSecret data hash is an HMAC under a key only the controller holds: Secret
+# "<controller-name>-hash-key", key "hmac.key" (32 random bytes), in its own namespace.
+HASH_KEY_SECRET_SUFFIX = "-hash-key"
+HASH_KEY_DATA_KEY = "hmac.key"
+HASH_KEY_BYTES = 32
 
 # --- sealing keys --------------------------------------------------------------------------
 LABEL_SEALING_KEY = f"{GROUP}/sealing-key"  # value "active" (or "compromised" to skip)

@@ -17,8 +17,10 @@ from typing import Any
 import kopf
 
 from secretsync import api
+from secretsync.controller import external_hashkey
 from secretsync.controller.external_engine import Engine
 from secretsync.controller.runtime import get_runtime
+from secretsync.errors import KubeError, KubeForbidden, SecretSyncError
 
 log = logging.getLogger("secretsync.external")
 
@@ -49,7 +51,20 @@ async def start_external(**_: Any) -> None:
         or os.environ.get("SECRETSYNC_EXTERNAL_WORKERS", "16")
     )
     window = float(os.environ.get("SECRETSYNC_FETCH_WINDOW", "30"))
-    eng = Engine(rt.kube, workers=workers, window=window)
+    # The data-hash key, once per process, before any hash is computed or compared.
+    try:
+        hash_key = await external_hashkey.load_or_create(
+            rt.kube, rt.args.controller_namespace, rt.args.controller_name
+        )
+    except KubeError as exc:
+        if isinstance(exc, KubeForbidden):
+            raise kopf.PermanentError(f"data-hash key: {exc.message}") from None
+        log.warning("data-hash key not loaded (%s); retrying", exc.message)
+        raise kopf.TemporaryError(f"data-hash key: {exc.message}", delay=5) from None
+    except SecretSyncError as exc:
+        log.error("ExternalSecret engine not started: %s", exc.message)
+        raise kopf.PermanentError(exc.message) from None
+    eng = Engine(rt.kube, hash_key=hash_key, workers=workers, window=window)
     eng.start()
     rt.extra[_KEY] = eng
     log.info("ExternalSecret engine started (%d workers)", workers)

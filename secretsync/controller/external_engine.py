@@ -36,8 +36,11 @@ _WEAK = ("startup check", "periodic")  # reasons that never override a queued st
 
 
 class Engine(SyncMixin):
-    def __init__(self, kube: Kube, *, workers: int = 16, window: float = 10.0) -> None:
+    def __init__(
+        self, kube: Kube, *, hash_key: bytes, workers: int = 16, window: float = 10.0
+    ) -> None:
         self.kube = kube
+        self.hash_key = hash_key
         self.stores = Stores(kube)
         self.flight = SingleFlight(window)
         self.entries: dict[Key, Entry] = {}
@@ -133,7 +136,9 @@ class Engine(SyncMixin):
         ann = (meta.get("annotations") or {}).get(api.ANN_DATA_HASH)
         if entry.pending_hash and ann == entry.pending_hash and type_ != "DELETED":
             return  # the event of our own write, arriving before the write call returned
-        why = rx.drift(None if type_ == "DELETED" else secret, spec, self._view(entry))
+        why = rx.drift(
+            None if type_ == "DELETED" else secret, spec, self._view(entry), hash_key=self.hash_key
+        )
         if why:
             log.info("ExternalSecret %s/%s: %s; repairing", key[0], key[1], why)
             self._enqueue(key, entry, f"drift: {why}")

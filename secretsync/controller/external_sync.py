@@ -68,6 +68,7 @@ class SyncMixin:
     """What ``sync`` needs from the engine; ``Engine`` provides it."""
 
     kube: Kube
+    hash_key: bytes  # keys the data hash (``rx.data_hash``); loaded once at startup
     stores: Stores
     flight: SingleFlight
     secrets: dict[Key, dict[str, Any]]
@@ -103,7 +104,7 @@ class SyncMixin:
         if reason == "startup check":
             # After a restart: compare the Secret with the status hash locally; the backend
             # is read at the object's next slot (that spread is the restart jitter).
-            why = rx.drift(existing, spec, self._view(entry))
+            why = rx.drift(existing, spec, self._view(entry), hash_key=self.hash_key)
             gone = existing is None and spec.creation_policy in ("Owner", "Orphan")
             if not why and not gone:
                 return
@@ -154,7 +155,7 @@ class SyncMixin:
                     force,
                 )
                 return
-            desired = rx.desired_secret(es, spec, data)
+            desired = rx.desired_secret(es, spec, data, hash_key=self.hash_key)
             new_hash = desired["metadata"]["annotations"][api.ANN_DATA_HASH]
             plan = rx.plan_secret(existing, desired, spec, name)
             if plan.action == "blocked":

@@ -8,7 +8,8 @@ a backend, so "no churn" is a property of ``plan_secret`` and ``status_patch`` r
 
 Conventions on managed Secrets: label ``app.kubernetes.io/managed-by=secretsync``,
 annotation ``secretsync.io/external-secret: <ExternalSecret name>`` (the owner),
-``secretsync.io/data-hash`` (hash of the managed keys and type) and, for
+``secretsync.io/data-hash`` (HMAC of the managed keys and type under a controller-held
+key, see ``data_hash``) and, for
 ``creationPolicy: Merge``, ``secretsync.io/managed-keys`` (comma-separated key names).
 """
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import hmac
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -232,11 +234,16 @@ def render(spec: ExternalSpec, values: dict[str, bytes]) -> dict[str, bytes]:
 # --- the desired Secret --------------------------------------------------------------------
 
 
-def data_hash(data: Mapping[str, bytes], type_: str, salt: str) -> str:
-    """Hash of the managed keys and type, salted with the ExternalSecret's uid.
+def data_hash(data: Mapping[str, bytes], type_: str, salt: str, key: bytes) -> str:
+    """HMAC-SHA256, under the controller's ``key``, of the managed keys and type, salted with
+    the ExternalSecret's uid (so equal data in two ExternalSecrets hashes differently).
 
-    Stored on the Secret and in status to detect change and drift without keeping values."""
-    h = hashlib.sha256()
+    Stored on the Secret and in status to detect change and drift without keeping values.
+    Keyed because whoever may read the ExternalSecret (not the Secret) knows the uid, the key
+    names and the type: a plain hash would let them test guesses of a low-entropy value
+    offline. ``key`` is held by the controller only (see ``controller.external_hashkey``);
+    it is a parameter so this stays pure."""
+    h = hmac.new(key, digestmod=hashlib.sha256)
     h.update(salt.encode() + b"\0" + type_.encode() + b"\0")
     for k in sorted(data):
         h.update(k.encode() + b"\0" + hashlib.sha256(data[k]).digest())
@@ -248,9 +255,10 @@ def secret_type(spec: ExternalSpec) -> str:
 
 
 def desired_secret(
-    es: Mapping[str, Any], spec: ExternalSpec, data: Mapping[str, bytes]
+    es: Mapping[str, Any], spec: ExternalSpec, data: Mapping[str, bytes], *, hash_key: bytes
 ) -> dict[str, Any]:
-    """The Secret we want (for creation; for existing Secrets see ``plan_secret``)."""
+    """The Secret we want (for creation; for existing Secrets see ``plan_secret``).
+    ``hash_key`` keys its data-hash annotation (``data_hash``)."""
     meta = es.get("metadata") or {}
     type_ = secret_type(spec)
     labels = {
@@ -260,7 +268,7 @@ def desired_secret(
     annotations = {
         **dict(spec.template.annotations if spec.template else ()),
         ANN_OWNER: str(meta.get("name")),
-        api.ANN_DATA_HASH: data_hash(data, type_, str(meta.get("uid", ""))),
+        api.ANN_DATA_HASH: data_hash(data, type_, str(meta.get("uid", "")), hash_key),
     }
     if spec.creation_policy == "Merge":
         annotations[ANN_MANAGED_KEYS] = ",".join(sorted(data))
@@ -417,11 +425,16 @@ def _has_owner_ref(emeta: Mapping[str, Any], desired: Mapping[str, Any]) -> bool
 
 
 def drift(
-    secret: Mapping[str, Any] | None, spec: ExternalSpec, es: Mapping[str, Any]
+    secret: Mapping[str, Any] | None,
+    spec: ExternalSpec,
+    es: Mapping[str, Any],
+    *,
+    hash_key: bytes,
 ) -> str | None:
     """Why the live Secret no longer matches what we last wrote (``None`` = it matches).
 
-    Uses only the Secret itself and the ExternalSecret's status hash: no backend call."""
+    Uses only the Secret itself and the ExternalSecret's status hash (keyed with
+    ``hash_key``, see ``data_hash``): no backend call."""
     if spec.creation_policy in ("None", "Orphan"):
         return None
     status = es.get("status") or {}
@@ -456,6 +469,7 @@ def drift(
             type_ = str(secret.get("type") or "Opaque")
     except (binascii.Error, ValueError):
         return "data is not base64"
-    if data_hash(data, type_, str((es.get("metadata") or {}).get("uid", ""))) != want_hash:
+    uid = str((es.get("metadata") or {}).get("uid", ""))
+    if data_hash(data, type_, uid, hash_key) != want_hash:
         return "data or type edited"
     return None

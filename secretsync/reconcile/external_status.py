@@ -1,8 +1,9 @@
 """ExternalSecret / store status: build it, and patch it only when something changed (pure).
 
 Status holds what an operator needs and nothing that moves on every refresh: the ``Ready``
-condition (reason + one-line message, no values), ``observedGeneration``, the hash of the
-synced data, when the data last changed, and the target's name. The time of the last check
+condition (reason + one-line message, no values), ``observedGeneration``, the keyed hash
+(HMAC under a controller-held key, ``reconcile.external.data_hash``) of the synced data,
+when the data last changed, and the target's name. The time of the last check
 is deliberately *not* here (it is a Prometheus gauge): writing it would be GitOps churn.
 """
 

@@ -93,12 +93,15 @@ class Controller:
         log_path: Path,
         extra_args: tuple[str, ...] = (),
         env: dict[str, str] | None = None,
+        name: str | None = None,
     ) -> None:
         self.kubeconfig = kubeconfig
         self.watch_namespace = watch_namespace
         self.log_path = log_path
         self.http_port = free_port()
-        self.name = f"test-{uuid.uuid4().hex[:8]}"
+        # a restart of "the same" controller passes the first one's name (its Lease, cert
+        # ConfigMap and data-hash key Secret are named after it)
+        self.name = name or f"test-{uuid.uuid4().hex[:8]}"
         self.extra_args = extra_args
         self.env = env or {}
         self.proc: subprocess.Popen[bytes] | None = None

@@ -250,3 +250,9 @@ def running_controller(
         assert "Traceback" not in w.controller.log(), w.controller.tail()
     finally:
         w.controller.stop()
+        w.kube.delete_secret(CONTROLLER_NS, hash_key_secret(w.controller))
+
+
+def hash_key_secret(controller: Controller) -> str:
+    """The Secret holding that controller's data-hash key (in ``CONTROLLER_NS``)."""
+    return f"{controller.name}{api.HASH_KEY_SECRET_SUFFIX}"

@@ -11,9 +11,15 @@ from typing import Any
 
 import pytest
 
+from secretsync import api
 from secretsync.kube import Kube
-from tests.integration._controller import Controller, install_rbac
-from tests.integration._external import MARK, controller_kubeconfig, sandbox_world
+from tests.integration._controller import CONTROLLER_NS, Controller, install_rbac
+from tests.integration._external import (
+    MARK,
+    controller_kubeconfig,
+    hash_key_secret,
+    sandbox_world,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -44,6 +50,7 @@ def test_restart_repairs_offline_drift_without_refetching_everything(
         )
     first = Controller(kubeconfig, namespace, tmp_path / "first.log").start()
     w.controller = first
+    key_name = hash_key_secret(first)
     try:
         for i in range(n):
             w.wait_ready(f"es{i}")
@@ -51,11 +58,15 @@ def test_restart_repairs_offline_drift_without_refetching_everything(
     finally:
         first.stop()
     w.assert_no_leak()
+    key_secret = admin.get_secret(CONTROLLER_NS, key_name)
+    assert key_secret is not None, "the data-hash key Secret is created at startup"
+    key = key_secret["data"][api.HASH_KEY_DATA_KEY]
     rv_es = {i: w.es(f"es{i}")["metadata"]["resourceVersion"] for i in range(n)}
     rv_s = {i: w.secret(f"es{i}")["metadata"]["resourceVersion"] for i in range(n)}  # type: ignore[index]
     w.kube.patch_secret(namespace, "es0", {"data": {"v": base64.b64encode(b"offline").decode()}})
 
-    second = Controller(kubeconfig, namespace, tmp_path / "second.log").start()
+    # the same controller restarted (same name: same Lease, cert ConfigMap, hash key)
+    second = Controller(kubeconfig, namespace, tmp_path / "second.log", name=first.name).start()
     w.controller = second
     try:
         w.wait_data("es0", {"v": f"v0-{MARK}".encode()}, timeout=15)
@@ -66,5 +77,10 @@ def test_restart_repairs_offline_drift_without_refetching_everything(
             assert w.secret(f"es{i}")["metadata"]["resourceVersion"] == rv_s[i]  # type: ignore[index]
             assert w.es(f"es{i}")["metadata"]["resourceVersion"] == rv_es[i]
         w.assert_no_leak()
+        # the key was read, not regenerated: the Secret is untouched, so are the hashes
+        again = admin.get_secret(CONTROLLER_NS, key_name)
+        assert again is not None and again["data"][api.HASH_KEY_DATA_KEY] == key
+        assert again["metadata"]["resourceVersion"] == key_secret["metadata"]["resourceVersion"]
     finally:
         second.stop()
+        admin.delete_secret(CONTROLLER_NS, key_name)

@@ -16,11 +16,13 @@ import pytest
 
 from secretsync import api
 from secretsync.kube import Kube
+from secretsync.reconcile import external as rx
 from secretsync.reconcile.external import ANN_OWNER, ANN_RESTARTED_AT
-from tests.integration._controller import install_rbac
+from tests.integration._controller import CONTROLLER_NS, install_rbac
 from tests.integration._external import (
     MARK,
     World,
+    hash_key_secret,
     running_controller,
     sandbox_world,
     wait_for,
@@ -140,6 +142,32 @@ def test_data_datafrom_template(world: World) -> None:
     assert st["binding"] == {"name": "app-secret"}
 
 
+def test_hash_is_keyed_with_the_controllers_key_secret(world: World) -> None:
+    """The controller created its data-hash key Secret in its own namespace at startup, and
+    the status hash is the HMAC under that key: without the key (readers of the
+    ExternalSecret do not have it) a short value cannot be guessed from the hash."""
+    w = world
+    assert w.controller is not None
+    name = hash_key_secret(w.controller)
+    secret = w.kube.get_secret(CONTROLLER_NS, name)
+    assert secret is not None, f"Secret {CONTROLLER_NS}/{name} not created at startup"
+    assert secret["metadata"]["labels"][api.LABEL_MANAGED_BY] == api.MANAGED_BY_VALUE
+    key = base64.b64decode(secret["data"][api.HASH_KEY_DATA_KEY])
+    assert len(key) == api.HASH_KEY_BYTES
+    w.put("short", {"pin": f"1234-{MARK}"})
+    w.apply_es(
+        "short", {"data": [{"secretKey": "pin", "remoteRef": {"key": "short", "property": "pin"}}]}
+    )
+    es = w.wait_ready("short")
+    data = w.data("short")
+    assert data == {"pin": f"1234-{MARK}".encode()}
+    uid = es["metadata"]["uid"]
+    got = es["status"]["syncedDataHash"]
+    assert got == rx.data_hash(data, "Opaque", uid, key)
+    assert got != rx.data_hash(data, "Opaque", uid, bytes(api.HASH_KEY_BYTES))
+    assert w.secret("short")["metadata"]["annotations"][api.ANN_DATA_HASH] == got  # type: ignore[index]
+
+
 def test_rotation_reaches_secret_and_restarts_deployment(world: World) -> None:
     w = world
     w.kube.request(
@@ -182,8 +210,14 @@ def test_rotation_reaches_secret_and_restarts_deployment(world: World) -> None:
     # within one refresh interval (2 s), with generous slack for a loaded CI machine
     assert time.monotonic() - start < 2 + 6, "rotation visible within one interval"
     wait_for("restart annotation", lambda: template_annotations().get(ANN_RESTARTED_AT), 10)
-    later = w.es("rot")
-    assert later["status"]["syncedDataHash"] != first["status"]["syncedDataHash"]
+
+    # the status patch follows the restart patch and the Updated event: wait for it
+    def rehashed() -> dict[str, Any] | None:
+        es = w.es("rot")
+        changed = es["status"]["syncedDataHash"] != first["status"]["syncedDataHash"]
+        return es if changed else None
+
+    later = wait_for("status hash to change", rehashed, 10)
     assert later["status"]["lastChangeTime"] >= first["status"]["lastChangeTime"]
     reasons = {e.get("reason") for e in w.events()}
     assert {"Updated", "RolloutRestart"} <= reasons

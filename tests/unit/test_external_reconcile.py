@@ -16,6 +16,7 @@ from secretsync.reconcile.external_spec import parse_spec
 from secretsync.reconcile.external_status import build_status, condition_changed, status_patch
 
 UID = "1234-uid"
+KEY = bytes(range(32))  # the controller's data-hash key (a fixed one: tests are repeatable)
 
 
 def es(spec: dict[str, Any], **status: Any) -> dict[str, Any]:
@@ -184,7 +185,7 @@ def test_template_replace_and_merge() -> None:
 def desired_for(spec_d: dict[str, Any], data: dict[str, bytes]) -> tuple[Any, dict[str, Any]]:
     obj = es(spec_d)
     spec = parse_spec(obj)
-    return spec, rx.desired_secret(obj, spec, data)
+    return spec, rx.desired_secret(obj, spec, data, hash_key=KEY)
 
 
 DATA = {"data": [{"secretKey": "pw", "remoteRef": {"key": "k"}}]}
@@ -207,20 +208,41 @@ def test_desired_secret_owner() -> None:
     assert meta["labels"] == {"team": "a", api.LABEL_MANAGED_BY: api.MANAGED_BY_VALUE}
     assert meta["annotations"][rx.ANN_OWNER] == "app" and meta["annotations"]["x"] == "y"
     assert meta["annotations"][api.ANN_DATA_HASH] == rx.data_hash(
-        {"pw": b"1"}, "kubernetes.io/basic-auth", UID
+        {"pw": b"1"}, "kubernetes.io/basic-auth", UID, KEY
     )
     assert meta["ownerReferences"][0]["uid"] == UID and d["type"] == "kubernetes.io/basic-auth"
     assert d["data"] == {"pw": b64(b"1")}
 
 
 def test_hash_depends_on_data_type_and_uid() -> None:
-    h = rx.data_hash({"a": b"1"}, "Opaque", "u")
-    assert h != rx.data_hash({"a": b"2"}, "Opaque", "u")
-    assert h != rx.data_hash({"a": b"1"}, "kubernetes.io/tls", "u")
-    assert h != rx.data_hash({"a": b"1"}, "Opaque", "v")
-    assert h != rx.data_hash({"a1": b""}, "Opaque", "u")
+    h = rx.data_hash({"a": b"1"}, "Opaque", "u", KEY)
+    assert h != rx.data_hash({"a": b"2"}, "Opaque", "u", KEY)
+    assert h != rx.data_hash({"a": b"1"}, "kubernetes.io/tls", "u", KEY)
+    assert h != rx.data_hash({"a": b"1"}, "Opaque", "v", KEY)
+    assert h != rx.data_hash({"a1": b""}, "Opaque", "u", KEY)
     assert "1" not in h[:0]  # no value inside by construction; hash is hex
     assert len(h) == 40
+
+
+def test_hash_is_keyed() -> None:
+    """Without the controller's key the status hash cannot be recomputed (no offline guessing
+    of a short value by whoever can read the ExternalSecret); with the same key it is stable."""
+    import hashlib
+    import hmac
+
+    data = {"pw": b"hunter2"}
+    h = rx.data_hash(data, "Opaque", UID, KEY)
+    assert h == rx.data_hash(dict(data), "Opaque", UID, bytes(range(32)))  # same key: stable
+    other_key = bytes(range(1, 33))
+    assert h != rx.data_hash(data, "Opaque", UID, other_key)
+    # it is the HMAC-SHA256 under the key, not a plain (guessable) SHA-256 of the same input
+    material = UID.encode() + b"\0Opaque\0" + b"pw\0" + hashlib.sha256(b"hunter2").digest()
+    assert h == hmac.new(KEY, material, hashlib.sha256).hexdigest()[:40]
+    assert h != hashlib.sha256(material).hexdigest()[:40]
+    # drift under another key: the Secret no longer matches the recorded hash
+    spec, d, obj = synced(DATA, {"pw": b"1"})
+    assert rx.drift(d, spec, obj, hash_key=KEY) is None
+    assert rx.drift(d, spec, obj, hash_key=other_key) == "data or type edited"
 
 
 def test_plan_no_churn_when_equal() -> None:
@@ -305,20 +327,21 @@ def synced(spec_d: dict[str, Any], data: dict[str, bytes]) -> tuple[Any, dict[st
 
 def test_drift() -> None:
     spec, d, obj = synced(DATA, {"pw": b"1"})
-    assert rx.drift(d, spec, obj) is None
-    assert rx.drift(None, spec, obj) == "target Secret deleted"
+    assert rx.drift(d, spec, obj, hash_key=KEY) is None
+    assert rx.drift(None, spec, obj, hash_key=KEY) == "target Secret deleted"
     edited = json.loads(json.dumps(d))
     edited["data"]["pw"] = b64(b"2")
-    assert rx.drift(edited, spec, obj) == "data or type edited"
+    assert rx.drift(edited, spec, obj, hash_key=KEY) == "data or type edited"
     retyped = {**json.loads(json.dumps(d)), "type": "kubernetes.io/tls"}
-    assert rx.drift(retyped, spec, obj) == "data or type edited"
+    assert rx.drift(retyped, spec, obj, hash_key=KEY) == "data or type edited"
     relabelled = json.loads(json.dumps(d))
     relabelled["metadata"]["labels"] = {}
-    assert rx.drift(relabelled, spec, obj) == "managed-by label removed"
+    assert rx.drift(relabelled, spec, obj, hash_key=KEY) == "managed-by label removed"
     spec_o, _d_o, obj_o = synced({**DATA, "target": {"creationPolicy": "Orphan"}}, {"pw": b"1"})
-    assert rx.drift(None, spec_o, obj_o) is None  # Orphan: no drift repair (documented)
+    # Orphan: no drift repair (documented)
+    assert rx.drift(None, spec_o, obj_o, hash_key=KEY) is None
     never = es(DATA)
-    assert rx.drift(None, spec, never) is None
+    assert rx.drift(None, spec, never, hash_key=KEY) is None
 
 
 def test_status_no_churn_and_transitions() -> None:
