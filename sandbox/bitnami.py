@@ -25,7 +25,6 @@ from __future__ import annotations
 import base64
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -287,17 +286,11 @@ class BitnamiController:
     def stop(self, timeout: float = 15.0) -> int | None:
         if self.popen is None:
             return None
-        if self.popen.poll() is None:
-            os.killpg(self.popen.pid, signal.SIGTERM)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.popen.pid, signal.SIGKILL)
-                self.popen.wait(10)
+        rc = proc.stop_popen_group(self.popen, timeout)
         if self._sa_dir is not None:
             shutil.rmtree(self._sa_dir, ignore_errors=True)
             self._sa_dir = None
-        return self.popen.returncode
+        return rc
 
     def log(self) -> str:
         try:

@@ -189,14 +189,7 @@ class ControllerProcess:
     def stop(self, timeout: float = 15.0) -> int | None:
         if self.popen is None:
             return None
-        if self.popen.poll() is None:
-            os.killpg(self.popen.pid, signal.SIGTERM)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.popen.pid, signal.SIGKILL)
-                self.popen.wait(10)
-        return self.popen.returncode
+        return proc.stop_popen_group(self.popen, timeout)
 
     def log(self) -> str:
         try:

@@ -118,6 +118,19 @@ def stop(procs: list[Proc], grace: float = 5.0) -> None:
         (paths.RUN / f"{p.name}.json").unlink(missing_ok=True)
 
 
+def stop_popen_group(popen: subprocess.Popen[bytes], timeout: float = 15.0) -> int | None:
+    """Stop a child started in its own process group (``start_new_session``): SIGTERM the
+    group, SIGKILL it after ``timeout``; returns the exit code."""
+    if popen.poll() is None:
+        os.killpg(popen.pid, signal.SIGTERM)
+        try:
+            popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(popen.pid, signal.SIGKILL)
+            popen.wait(10)
+    return popen.returncode
+
+
 def _signal_group(p: Proc, sig: int) -> None:
     try:
         # the group id is the recorded PID: spawn() made each process a session leader
