@@ -38,12 +38,12 @@ import inspect
 import json
 import re
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, ClassVar
 
 import pytest
 
-from secretsync.backends.base import Backend, FindQuery, RemoteRef
+from secretsync.backends.base import Backend, FindQuery, RemoteRef, SecretResolver
 from secretsync.errors import (
     BackendAuthError,
     BackendError,
@@ -63,6 +63,20 @@ async def _maybe_await(value: Any) -> Any:
     if inspect.isawaitable(value):
         return await value
     return value
+
+
+def dict_resolver(secrets: Mapping[tuple[str, str, str], bytes]) -> SecretResolver:
+    """A Kubernetes Secret lookup over a dict, keyed (namespace, name, key), for building
+    backends in tests (the controller's resolver reads the API); a missing key is an auth
+    error, as in the controller."""
+
+    async def resolve(namespace: str, name: str, key: str) -> bytes:
+        try:
+            return secrets[(namespace, name, key)]
+        except KeyError:
+            raise BackendAuthError(f"Secret {namespace}/{name} has no key {key!r}") from None
+
+    return resolve
 
 
 def _chain(exc: BaseException) -> list[BaseException]:

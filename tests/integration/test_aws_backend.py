@@ -24,24 +24,17 @@ from prometheus_client import REGISTRY
 from secretsync.backends import aws
 from secretsync.backends.base import Backend, FindQuery, RemoteRef, StoreContext
 from secretsync.errors import BackendAuthError, BackendUnavailable, SecretNotFound, StoreInvalid
-from tests.backends.conformance import SENTINEL, BackendConformance, assert_no_leak
+from tests.backends.conformance import (
+    SENTINEL,
+    BackendConformance,
+    assert_no_leak,
+    dict_resolver,
+)
 
 pytestmark = pytest.mark.integration
 
 NS = "team-a"
 CREDS_SECRET = "aws-creds"
-
-
-def resolver(secrets: Mapping[tuple[str, str, str], bytes]) -> Any:
-    """A Kubernetes Secret lookup over a dict (the controller's resolver reads the API)."""
-
-    async def resolve(namespace: str, name: str, key: str) -> bytes:
-        try:
-            return secrets[(namespace, name, key)]
-        except KeyError:
-            raise BackendAuthError(f"Secret {namespace}/{name} has no key {key!r}") from None
-
-    return resolve
 
 
 def key_refs() -> dict[str, Any]:
@@ -64,7 +57,7 @@ def ctx_for(env: Mapping[str, str], provider: Mapping[str, Any], **kw: Any) -> S
         store_name="aws-store",
         namespace=NS,
         provider=provider,
-        resolve_secret=resolver(secrets),
+        resolve_secret=dict_resolver(secrets),
     )
 
 

@@ -25,7 +25,12 @@ from prometheus_client import REGISTRY
 from secretsync.backends import azure
 from secretsync.backends.base import Backend, FindQuery, RemoteRef, StoreContext
 from secretsync.errors import BackendAuthError, BackendUnavailable, SecretNotFound, StoreInvalid
-from tests.backends.conformance import SENTINEL, BackendConformance, assert_no_leak
+from tests.backends.conformance import (
+    SENTINEL,
+    BackendConformance,
+    assert_no_leak,
+    dict_resolver,
+)
 from tests.integration import entra
 
 pytestmark = pytest.mark.integration
@@ -96,13 +101,7 @@ def secrets(identity: Any) -> dict[tuple[str, str, str], bytes]:
 def ctx_for(
     provider: Mapping[str, Any], secrets: Mapping[tuple[str, str, str], bytes]
 ) -> StoreContext:
-    async def resolve(namespace: str, name: str, key: str) -> bytes:
-        try:
-            return secrets[(namespace, name, key)]
-        except KeyError:
-            raise BackendAuthError(f"Secret {namespace}/{name} has no key {key!r}") from None
-
-    return StoreContext("SecretStore", "az-store", NS, provider, resolve)
+    return StoreContext("SecretStore", "az-store", NS, provider, dict_resolver(secrets))
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ import os
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,7 @@ from secretsync import api
 from secretsync.crypto import pem
 from secretsync.keys import key_from_secret
 from secretsync.kube import Kube
+from tests.integration._controller import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -51,17 +52,6 @@ SEALED: dict[str, tuple[str, dict[str, bytes]]] = {
     "after-nsw": ("namespace-wide", {"api-key": b"nsw-sc0pe-v4lue-42"}),
 }
 PLAINTEXTS = [v.decode() for _, vals in SEALED.values() for v in vals.values()]
-
-
-def wait_for(check: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
 
 
 def decoded(secret: dict[str, Any]) -> dict[str, bytes]:

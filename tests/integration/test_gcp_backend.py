@@ -31,7 +31,12 @@ from prometheus_client import REGISTRY
 from secretsync.backends import gcp
 from secretsync.backends.base import Backend, FindQuery, RemoteRef, StoreContext
 from secretsync.errors import BackendAuthError, BackendUnavailable, SecretNotFound, StoreInvalid
-from tests.backends.conformance import SENTINEL, BackendConformance, assert_no_leak
+from tests.backends.conformance import (
+    SENTINEL,
+    BackendConformance,
+    assert_no_leak,
+    dict_resolver,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -39,20 +44,10 @@ NS = "team-g"
 PROJECT = "secretsync-test"
 
 
-def resolver(secrets: Mapping[tuple[str, str, str], bytes]) -> Any:
-    async def resolve(namespace: str, name: str, key: str) -> bytes:
-        try:
-            return secrets[(namespace, name, key)]
-        except KeyError:
-            raise BackendAuthError(f"Secret {namespace}/{name} has no key {key!r}") from None
-
-    return resolve
-
-
 def ctx_for(
     provider: Mapping[str, Any], secrets: Mapping[tuple[str, str, str], bytes] | None = None
 ) -> StoreContext:
-    return StoreContext("SecretStore", "gcp-store", NS, provider, resolver(secrets or {}))
+    return StoreContext("SecretStore", "gcp-store", NS, provider, dict_resolver(secrets or {}))
 
 
 def free_port() -> int:

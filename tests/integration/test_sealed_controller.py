@@ -27,6 +27,7 @@ from secretsync import api
 from secretsync.keys import SealingKey, secret_body_for_key
 from secretsync.kube import Kube
 from secretsync.sealing import seal_secret
+from tests.integration._controller import wait_for
 from tests.keypairs import keypair
 
 pytestmark = pytest.mark.integration
@@ -38,17 +39,6 @@ RBAC_KINDS = {"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding"
               "RoleBinding"}
 SA = "secretsync-controller"
 G, V, P = api.GROUP, api.VERSION, api.PLURAL_SEALED
-
-
-def wait_for(check: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,12 @@ from secretsync.backends import registry
 from secretsync.backends.base import Backend, RemoteRef, StoreContext
 from secretsync.backends.vault import VaultBackend
 from secretsync.errors import BackendAuthError, BackendUnavailable, StoreInvalid
-from tests.backends.conformance import SENTINEL, BackendConformance, assert_no_leak
+from tests.backends.conformance import (
+    SENTINEL,
+    BackendConformance,
+    assert_no_leak,
+    dict_resolver,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -28,16 +33,6 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def resolver(values: dict[tuple[str, str, str], bytes]) -> Any:
-    async def resolve(namespace: str, name: str, key: str) -> bytes:
-        try:
-            return values[(namespace, name, key)]
-        except KeyError:
-            raise BackendAuthError(f"Secret {namespace}/{name} has no key {key!r}") from None
-
-    return resolve
-
-
 async def build_vault(
     provider: dict[str, Any], secrets: dict[tuple[str, str, str], bytes], request_token: Any = None
 ) -> Backend:
@@ -46,7 +41,7 @@ async def build_vault(
         store_name="test",
         namespace="ns",
         provider={},
-        resolve_secret=resolver(secrets),
+        resolve_secret=dict_resolver(secrets),
         request_token=request_token,
     )
     name, backend = await registry.build(ctx, {"provider": {"vault": provider}})
