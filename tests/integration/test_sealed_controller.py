@@ -732,6 +732,9 @@ def test_deploy_server_side_dry_run(kube: Kube) -> None:
     assert {"Deployment/secretsync-controller", "Service/secretsync-controller",
             "ClusterRole/secretsync-controller"} <= set(applied)
     dep = next(d for d in docs if d["kind"] == "Deployment")
+    # A pod is admitted only if its ServiceAccount exists (a real apply creates it first);
+    # don't depend on another test having created it.
+    kube.apply(next(d for d in docs if d["kind"] == "ServiceAccount"))
     pod = {"apiVersion": "v1", "kind": "Pod",
            "metadata": {"name": "psa-check", "namespace": ns["metadata"]["name"]},
            "spec": dep["spec"]["template"]["spec"]}
