@@ -80,6 +80,26 @@ def _http_error(status: int, reason: str, body: Any, what: str) -> KubeError:
     return KubeError(text, status=status)
 
 
+def _service_answer(status: int, reason: str, data: bytes, what: str) -> tuple[int, Obj]:
+    """Pure: the answer of a Service reached through the API server proxy. An error the API
+    server made itself is a ``v1 Status`` object (the proxied service's own errors are passed
+    through unchanged), so that becomes the ``KubeError`` it stands for; anything else is the
+    service's answer. A body that is not a JSON object is never quoted (it could be anything)."""
+    try:
+        doc = json.loads(data) if data else {}
+    except (ValueError, UnicodeDecodeError):
+        doc = None
+    ok = 200 <= status < 300
+    if (not ok and isinstance(doc, dict) and doc.get("kind") == "Status"
+            and doc.get("apiVersion") == "v1"):
+        raise _http_error(status, reason, data, what)
+    if isinstance(doc, dict):
+        return status, doc
+    if ok:
+        raise KubeError(f"{what}: the answer is not a JSON object (HTTP {status})", status=status)
+    return status, {"reason": f"HTTP{status}", "message": reason or f"HTTP {status}"}
+
+
 class _Transport:
     """Keep-alive HTTP/1.1 connections to one API server, shared by threads (each request
     takes an idle connection or opens one). A kept-alive connection the server has closed
@@ -279,6 +299,18 @@ class Kube:
               content_type: str, what: str) -> Obj:
         """``request`` over our own connections; the client supplies the auth headers (so
         token refresh and exec plugins work as with the client's path)."""
+        status, reason, data = self._exchange(method, path, body, query, content_type, what)
+        if not 200 <= status < 300:
+            raise _http_error(status, reason, data, what)
+        if not data:
+            return {}
+        result: Obj = json.loads(data)
+        return result
+
+    def _exchange(self, method: str, path: str, body: Any, query: Mapping[str, str] | None,
+                  content_type: str, what: str) -> tuple[int, str, bytes]:
+        """(status, reason phrase, body) of one request over our own connections, whatever
+        the status; only transport failures raise."""
         assert self._transport is not None
         api_client = self.api_client
         headers = {**api_client.default_headers, "Accept": "application/json"}
@@ -295,12 +327,38 @@ class Kube:
             status, reason, data = self._transport.send(method, url, payload, headers)
         except (OSError, http.client.HTTPException, ValueError) as exc:
             raise KubeError(f"{what}: {type(exc).__name__}: {str(exc)[:200]}") from exc
-        if not 200 <= status < 300:
-            raise _http_error(status, reason, data, what)
-        if not data:
-            return {}
-        result: Obj = json.loads(data)
-        return result
+        return status, reason, data
+
+    def proxy_service(self, method: str, namespace: str, service: str, path: str,
+                      body: Any = None, *, port: str = "http",
+                      scheme: str = "http") -> tuple[int, Obj]:
+        """One JSON request to a Service through the API server's service proxy
+        (``/api/v1/namespaces/<ns>/services/<scheme>:<service>:<port>/proxy<path>``) with our
+        credentials: (HTTP status, JSON object) of the *service's* answer, whatever its status.
+        The API server's own refusals (no ``services/proxy`` permission, no such Service, no
+        endpoint, cannot connect) raise ``KubeError``."""
+        api_path = (f"/api/v1/namespaces/{namespace}/services/{scheme}:{service}:{port}"
+                    f"/proxy{path}")
+        what = f"{method} {path} on Service {namespace}/{service} via the API server proxy"
+        if self._transport is not None:
+            status, reason, data = self._exchange(method, api_path, body, None,
+                                                  "application/json", what)
+            return _service_answer(status, reason, data, what)
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            param = self.api_client.param_serialize(
+                method=method, resource_path=api_path, body=body,
+                header_params={"Content-Type": "application/json", "Accept": "application/json"},
+                auth_settings=["BearerToken"],
+            )
+            resp = self.api_client._call_with_legacy_options(param, {}, None, False, None, True)
+        except ApiException as exc:
+            raw = exc.body.encode() if isinstance(exc.body, str) else (exc.body or b"")
+            return _service_answer(int(exc.status or 0), exc.reason or "", raw, what)
+        except Exception as exc:
+            raise _translate(exc, what) from exc
+        return _service_answer(int(resp.status), str(resp.reason or ""), resp.data or b"", what)
 
     def _get_or_none(self, path: str, what: str) -> Obj | None:
         try:

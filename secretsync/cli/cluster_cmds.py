@@ -64,21 +64,28 @@ class ControllerClient:
             raise ControllerError(f"{url}: {getattr(exc, 'reason', exc)}") from None
 
     def _post_proxy(self, path: str, doc: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        from secretsync.errors import KubeInvalid
+        """The controller's own answers (200, or 409/400/503 with its reason) are returned as
+        they are, exactly as on the direct path; only the API server's refusals raise."""
+        from secretsync.errors import KubeForbidden
         from secretsync.kube import Kube
 
         if self._kube is None:
             self._kube = Kube.from_config(self.args.kubeconfig, self.args.context)
         ns, name = self.args.controller_namespace, self.args.controller_name
-        proxy = f"/api/v1/namespaces/{ns}/services/http:{name}:http/proxy{path}"
         try:
-            return 200, self._kube.request("POST", proxy, doc)
-        except KubeInvalid as exc:  # the controller's 400/409 answers come back as errors
-            return 409, {"reason": "Rejected", "message": exc.message}
+            answer: tuple[int, dict[str, Any]] = self._kube.proxy_service(
+                "POST", ns, name, path, doc)
+            return answer
+        except KubeForbidden as exc:
+            raise ControllerError(
+                f"{exc.message} (reaching the controller through the API server needs 'create' "
+                f"on services/proxy named http:{name}:http in namespace {ns}; "
+                "or pass --controller-url)"
+            ) from None
         except KubeError as exc:
             raise ControllerError(
-                f"controller {ns}/{name} via the API server proxy: {exc.message} "
-                "(or pass --controller-url)") from None
+                f"{exc.message} (check --controller-namespace/--controller-name, "
+                "or pass --controller-url)") from None
 
 
 def sealed_documents(path: str) -> tuple[bytes, list[dict[str, Any]], Format]:

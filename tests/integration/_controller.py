@@ -95,8 +95,14 @@ class Controller:
         extra_args: tuple[str, ...] = (),
         env: dict[str, str] | None = None,
         name: str | None = None,
+        *,
+        http_host: str = "127.0.0.1",
+        controller_namespace: str = CONTROLLER_NS,
     ) -> None:
         self.kubeconfig = kubeconfig
+        # a non-loopback host lets the API server's service proxy reach it (test_service_proxy)
+        self.http_host = http_host
+        self.controller_namespace = controller_namespace
         self.watch_namespace = watch_namespace
         self.log_path = log_path
         self.http_port = free_port()
@@ -116,11 +122,11 @@ class Controller:
             "--kubeconfig",
             str(self.kubeconfig),
             "--controller-namespace",
-            CONTROLLER_NS,
+            self.controller_namespace,
             "--controller-name",
             self.name,
             "--http-host",
-            "127.0.0.1",
+            self.http_host,
             "--http-port",
             str(self.http_port),
             "--key-bits",
@@ -158,7 +164,7 @@ class Controller:
         return "\n".join(self.log().splitlines()[-lines:])
 
     def metrics(self) -> str:
-        url = f"http://127.0.0.1:{self.http_port}/metrics"
+        url = f"http://{self.http_host}:{self.http_port}/metrics"
         with urllib.request.urlopen(url, timeout=5) as resp:
             return str(resp.read().decode())
 
