@@ -10,7 +10,11 @@ Figures are ratios against baselines measured in the same run on the same machin
    every Secret exists -- with 1 key and with 12 keys registered. Reports items/s next to the
    ceiling (target >= 60 %) and the 12-key/1-key time ratio (target <= 1.1).
 
-Usage: python bench/bench_unseal.py [--objects 1000] [--no-cluster]
+Each end-to-end figure is the median of ``--runs`` cold starts. Last, the API server's own CPU
+per write (Secret, status patch, Event) is measured, and with it the best time a controller
+that cost nothing could reach on these cores: the API server shares them here.
+
+Usage: python bench/bench_unseal.py [--objects 1000] [--runs 3] [--no-cluster]
 """
 
 from __future__ import annotations
@@ -116,20 +120,49 @@ class Watcher(threading.Thread):
             kube, path, selector, done, target)
         self.seen: set[str] = set()
         self.finished_at: float | None = None
+        self.catch_ups = 0  # LISTs after a stalled watch (their counts are upper bounds)
         self.reached = threading.Event()
         listing = kube.request("GET", path, query={"labelSelector": selector, "limit": "1"})
         self.rv = listing["metadata"]["resourceVersion"]  # only what happens from now on
 
     def run(self) -> None:
+        try:
+            while not self._watch():
+                self._catch_up()  # a stalled or ended watch: LIST, then watch again
+        finally:
+            self.reached.set()
+
+    def _count(self, obj: dict[str, Any]) -> bool:
+        """Count ``obj`` if done; True once the target is reached."""
+        if self.done(obj):
+            self.seen.add(obj["metadata"]["name"])
+            if len(self.seen) >= self.target and self.finished_at is None:
+                self.finished_at = time.perf_counter()
+        return self.finished_at is not None
+
+    def _catch_up(self) -> None:
+        listing = self.kube.request("GET", self.path, query={"labelSelector": self.selector})
+        self.catch_ups += 1
+        for obj in listing.get("items") or []:
+            self._count(obj)
+        self.rv = listing["metadata"]["resourceVersion"]
+
+    def _watch(self) -> bool:
+        """Follow the watch from ``self.rv``; True when the target was reached, False when the
+        stream ended, failed or stayed silent for 10 s (the caller then catches up)."""
+        import urllib3
+
         api_client = self.kube.api_client
-        query = [("watch", "true"), ("resourceVersion", self.rv), ("timeoutSeconds", "900")]
+        query = [("watch", "true"), ("resourceVersion", self.rv), ("timeoutSeconds", "900"),
+                 ("allowWatchBookmarks", "true")]
         if self.selector:
             query.append(("labelSelector", self.selector))
         _, url, headers, _, _ = api_client.param_serialize(
             method="GET", resource_path=self.path, query_params=query,
             header_params={"Accept": "application/json"}, auth_settings=["BearerToken"])
         resp = api_client.rest_client.pool_manager.request(
-            "GET", url, headers=headers, preload_content=False, timeout=None)
+            "GET", url, headers=headers, preload_content=False,
+            timeout=urllib3.Timeout(connect=10, read=10))
         buf = b""
         try:
             for chunk in resp.stream(65536):
@@ -140,15 +173,16 @@ class Watcher(threading.Thread):
                         continue
                     event = json.loads(line)
                     obj = event.get("object") or {}
-                    if event.get("type") in ("ADDED", "MODIFIED") and self.done(obj):
-                        self.seen.add(obj["metadata"]["name"])
-                        if len(self.seen) >= self.target and self.finished_at is None:
-                            self.finished_at = time.perf_counter()
-                            self.reached.set()
-                            return
+                    if event.get("type") == "ERROR":
+                        return False
+                    self.rv = (obj.get("metadata") or {}).get("resourceVersion", self.rv)
+                    if event.get("type") in ("ADDED", "MODIFIED") and self._count(obj):
+                        return True
+        except (urllib3.exceptions.HTTPError, OSError):
+            pass
         finally:
             resp.release_conn()
-            self.reached.set()
+        return False
 
 
 def _synced(obj: dict[str, Any]) -> bool:
@@ -181,14 +215,148 @@ def pure(keys: list[SealingKey], n: int) -> None:
     print(f"  hint + {CORES} threads vs no hint + 1 thread: {base / best:.1f}x faster")
 
 
-def cluster(keys: list[SealingKey], objects: int, ceiling_rate: float) -> None:
-    from sandbox import launcher, paths
-    from sandbox.demo import ControllerProcess, apply_crds, apply_docs, render_kustomization
+class _Run:
+    """One cold start: the figures of it."""
+
+    def __init__(self, total: float, ready: float, first: float, status: float,
+                 statuses_early: int, cpu: dict[str, float], catch_ups: int) -> None:
+        self.total, self.ready, self.first, self.status = total, ready, first, status
+        self.statuses_early, self.cpu, self.catch_ups = statuses_early, cpu, catch_ups
+
+
+def _one_run(kube: Any, sb: Any, keys: list[SealingKey], nkeys: int, objects: int,
+             controller_args: list[str]) -> _Run:
+    from sandbox import paths
+    from sandbox.demo import ControllerProcess, apply_docs, render_kustomization
     from sandbox.kube import write_kubeconfig
     from secretsync import api
     from secretsync.keys import secret_body_for_key
-    from secretsync.kube import Kube
     from secretsync.sealing import seal_secret
+
+    tag = uuid.uuid4().hex[:6]
+    ctl_ns, ns = f"bench-ctl-{tag}", f"bench-{tag}"
+    docs = render_kustomization(namespace=ctl_ns, suffix=f"-{tag}")
+    apply_docs(kube, docs, kinds={"Namespace", "ServiceAccount", "ClusterRole",
+                                  "ClusterRoleBinding", "Role", "RoleBinding"})
+    kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+    used = keys[-nkeys:]  # 12 keys: seal to the oldest; 1 key: that one
+    for k in used:
+        kube.create_secret(ctl_ns, secret_body_for_key(k, namespace=ctl_ns))
+    sealer = used[0]
+    for i in range(objects):
+        secret = {"apiVersion": "v1", "kind": "Secret",
+                  "metadata": {"name": f"s{i}", "namespace": ns},
+                  "stringData": {f"k{j}": f"value-{i}-{j}" for j in range(ITEMS_PER_OBJECT)}}
+        doc = seal_secret(secret, sealer.public_key, sealer.fingerprint)
+        kube.create_custom(api.GROUP, api.VERSION, api.PLURAL_SEALED, ns, doc)
+    token = kube.request_token(ctl_ns, "secretsync-controller")
+    kc = write_kubeconfig(Path(tempfile.mkdtemp()) / "kc", sb.server, sb.ca_file,
+                          token=token, user="ctl", namespace=ctl_ns)
+    ctl = ControllerProcess(kc, controller_namespace=ctl_ns, namespace=ns,
+                            extra=("--log-level", "WARNING", "--no-leader-elect",
+                                   *controller_args))
+    secrets_seen = Watcher(kube, f"/api/v1/namespaces/{ns}/secrets",
+                           f"{api.LABEL_MANAGED_BY}={api.MANAGED_BY_VALUE}",
+                           lambda obj: True, objects)
+    statuses_seen = Watcher(kube, f"/apis/{api.GROUP}/{api.VERSION}/namespaces/{ns}/"
+                            f"{api.PLURAL_SEALED}", "", _synced, objects)
+    first_seen = Watcher(kube, f"/api/v1/namespaces/{ns}/secrets",
+                         f"{api.LABEL_MANAGED_BY}={api.MANAGED_BY_VALUE}", lambda obj: True, 1)
+    for w in (secrets_seen, statuses_seen, first_seen):
+        w.start()
+    servers = apiserver_pids(paths.STATE)
+    # the garbage collector watches every Secret (ownerReferences): same cores
+    kcm = apiserver_pids(paths.STATE, (b"kube-controller-manager",))
+    server_cpu0 = sum(cpu_seconds(p) for p in servers)
+    kcm_cpu0 = sum(cpu_seconds(p) for p in kcm)
+    bench_cpu0 = time.process_time()
+    t0 = time.perf_counter()
+    ctl.start()
+    try:
+        ctl.wait_ready(120)
+        t_ready = time.perf_counter() - t0
+        if not secrets_seen.reached.wait(900) or secrets_seen.finished_at is None:
+            raise RuntimeError(f"only {len(secrets_seen.seen)}/{objects} Secrets seen")
+        statuses_early = len(statuses_seen.seen)
+        assert ctl.popen is not None
+        cpu = {"controller": cpu_seconds(ctl.popen.pid),
+               "loop": cpu_seconds(ctl.popen.pid, ctl.popen.pid),
+               "server": sum(cpu_seconds(p) for p in servers) - server_cpu0,
+               "kcm": sum(cpu_seconds(p) for p in kcm) - kcm_cpu0,
+               "bench": time.process_time() - bench_cpu0}
+        if not statuses_seen.reached.wait(300) or statuses_seen.finished_at is None:
+            raise RuntimeError(f"only {len(statuses_seen.seen)}/{objects} statuses Synced")
+        first_seen.reached.wait(10)
+    finally:
+        ctl.stop()
+    run = _Run(secrets_seen.finished_at - t0, t_ready, (first_seen.finished_at or t0) - t0,
+               statuses_seen.finished_at - t0, statuses_early, cpu,
+               secrets_seen.catch_ups + statuses_seen.catch_ups)
+    kube.request("DELETE", f"/api/v1/namespaces/{ns}")
+    for d in docs:
+        if d["kind"] in ("Namespace", "ClusterRole", "ClusterRoleBinding"):
+            kube.delete_object(d)
+    # the namespace controller deleting 1,000 objects must not load the next run
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and (kube.get_namespace(ns) or kube.get_namespace(ctl_ns)):
+        time.sleep(0.5)
+    return run
+
+
+def api_write_costs(kube: Any, n: int) -> dict[str, float]:
+    """API-server + etcd core-seconds per write, for the three writes an unsealed object
+    costs (Secret create, status patch on the custom resource, Event), measured in this run
+    with the admin client, 4 requests in flight."""
+    import base64
+
+    from sandbox import paths
+    from secretsync import api
+
+    servers = apiserver_pids(paths.STATE)
+    ns = f"bench-api-{uuid.uuid4().hex[:6]}"
+    kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+    owners = [kube.create_custom(api.GROUP, api.VERSION, api.PLURAL_SEALED, ns, {
+        "apiVersion": f"{api.GROUP}/{api.VERSION}", "kind": api.KIND_SEALED,
+        "metadata": {"name": f"s{i}", "namespace": ns},
+        "spec": {"encryptedData": {f"k{j}": base64.b64encode(os.urandom(560)).decode()
+                                   for j in range(ITEMS_PER_OBJECT)}}}) for i in range(n)]
+
+    def secret(o: dict[str, Any]) -> None:
+        meta = o["metadata"]
+        kube.create_secret(ns, {"metadata": {
+            "name": meta["name"], "namespace": ns,
+            "labels": {api.LABEL_MANAGED_BY: api.MANAGED_BY_VALUE},
+            "ownerReferences": [{"apiVersion": o["apiVersion"], "kind": api.KIND_SEALED,
+                                 "name": meta["name"], "uid": meta["uid"],
+                                 "controller": True}]},
+            "data": {f"k{j}": base64.b64encode(b"value-%d" % j).decode()
+                     for j in range(ITEMS_PER_OBJECT)}})
+
+    def status(o: dict[str, Any]) -> None:
+        kube.patch_custom_status(api.GROUP, api.VERSION, api.PLURAL_SEALED, ns,
+                                 o["metadata"]["name"], {"observedGeneration": 1, "conditions": [
+                                     {"type": "Synced", "status": "True", "reason": "Unsealed",
+                                      "message": "Secret is in sync",
+                                      "lastTransitionTime": "2026-01-01T00:00:00Z"}]})
+
+    def event(o: dict[str, Any]) -> None:
+        kube.create_event(o, reason="Unsealed", message="Secret created", type_="Normal")
+
+    costs = {}
+    with ThreadPoolExecutor(4) as pool:
+        for name, fn in (("secret", secret), ("status", status), ("event", event)):
+            before = sum(cpu_seconds(p) for p in servers)
+            list(pool.map(fn, owners))
+            costs[name] = (sum(cpu_seconds(p) for p in servers) - before) / n
+    kube.request("DELETE", f"/api/v1/namespaces/{ns}")
+    return costs
+
+
+def cluster(keys: list[SealingKey], objects: int, ceiling_rate: float, runs: int,
+            controller_args: list[str]) -> None:
+    from sandbox import launcher, paths
+    from sandbox.demo import apply_crds
+    from secretsync.kube import Kube
 
     # Hold the sandbox's shared users lock (as pytest sessions do): nobody stops it under us.
     paths.DEV.mkdir(parents=True, exist_ok=True)
@@ -197,87 +365,45 @@ def cluster(keys: list[SealingKey], objects: int, ceiling_rate: float) -> None:
     sb = launcher.running() or launcher.up()
     kube = Kube.from_config(str(sb.kubeconfig))
     apply_crds(kube)
-    times: dict[int, float] = {}
+    items = objects * ITEMS_PER_OBJECT
+    medians: dict[int, float] = {}
     for nkeys in (1, len(keys)):
-        tag = uuid.uuid4().hex[:6]
-        ctl_ns, ns = f"bench-ctl-{tag}", f"bench-{tag}"
-        docs = render_kustomization(namespace=ctl_ns, suffix=f"-{tag}")
-        apply_docs(kube, docs, kinds={"Namespace", "ServiceAccount", "ClusterRole",
-                                      "ClusterRoleBinding", "Role", "RoleBinding"})
-        kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
-        used = keys[-nkeys:]  # 12 keys: seal to the oldest; 1 key: that one
-        for k in used:
-            kube.create_secret(ctl_ns, secret_body_for_key(k, namespace=ctl_ns))
-        sealer = used[0]
-        t = time.perf_counter()
-        for i in range(objects):
-            secret = {"apiVersion": "v1", "kind": "Secret",
-                      "metadata": {"name": f"s{i}", "namespace": ns},
-                      "stringData": {f"k{j}": f"value-{i}-{j}" for j in range(ITEMS_PER_OBJECT)}}
-            doc = seal_secret(secret, sealer.public_key, sealer.fingerprint)
-            kube.create_custom(api.GROUP, api.VERSION, api.PLURAL_SEALED, ns, doc)
-        print(f"  created {objects} SealedSecrets in {time.perf_counter() - t:.1f}s")
-        # The ceiling again, right before this run: the machine is shared and its load
-        # changes; the best figure seen so far is the (conservative) reference.
-        again = ceiling(keys[0], 400)
-        ceiling_rate = max(ceiling_rate, again)
-        print(f"  RSA ceiling re-measured: {again:.0f}/s (reference: best seen, "
-              f"{ceiling_rate:.0f}/s)")
-        token = kube.request_token(ctl_ns, "secretsync-controller")
-        kc = write_kubeconfig(Path(tempfile.mkdtemp()) / "kc", sb.server, sb.ca_file,
-                              token=token, user="ctl", namespace=ctl_ns)
-        ctl = ControllerProcess(kc, controller_namespace=ctl_ns, namespace=ns,
-                                extra=("--log-level", "WARNING", "--no-leader-elect"))
-        secrets_seen = Watcher(kube, f"/api/v1/namespaces/{ns}/secrets",
-                               f"{api.LABEL_MANAGED_BY}={api.MANAGED_BY_VALUE}",
-                               lambda obj: True, objects)
-        statuses_seen = Watcher(kube, f"/apis/{api.GROUP}/{api.VERSION}/namespaces/{ns}/"
-                                f"{api.PLURAL_SEALED}", "", _synced, objects)
-        secrets_seen.start()
-        statuses_seen.start()
-        servers = apiserver_pids(paths.STATE)
-        server_cpu0 = sum(cpu_seconds(p) for p in servers)
-        # the garbage collector watches every Secret (ownerReferences): same cores
-        kcm = apiserver_pids(paths.STATE, (b"kube-controller-manager",))
-        kcm_cpu0 = sum(cpu_seconds(p) for p in kcm)
-        bench_cpu0 = time.process_time()
-        t0 = time.perf_counter()
-        ctl.start()
-        try:
-            ctl.wait_ready(120)
-            t_ready = time.perf_counter() - t0
-            if not secrets_seen.reached.wait(900) or secrets_seen.finished_at is None:
-                raise RuntimeError(f"only {len(secrets_seen.seen)}/{objects} Secrets seen")
-            total = secrets_seen.finished_at - t0
-            assert ctl.popen is not None
-            ctl_cpu = cpu_seconds(ctl.popen.pid)
-            loop_cpu = cpu_seconds(ctl.popen.pid, ctl.popen.pid)
-            server_cpu = sum(cpu_seconds(p) for p in servers) - server_cpu0
-            kcm_cpu = sum(cpu_seconds(p) for p in kcm) - kcm_cpu0
-            bench_cpu = time.process_time() - bench_cpu0
-            if not statuses_seen.reached.wait(300) or statuses_seen.finished_at is None:
-                raise RuntimeError(f"only {len(statuses_seen.seen)}/{objects} statuses Synced")
-            t_status = statuses_seen.finished_at - t0
-        finally:
-            ctl.stop()
-        times[nkeys] = total
-        items = objects * ITEMS_PER_OBJECT
-        print(f"  {nkeys:2d} key(s): cold start -> {objects} Secrets synced in {total:6.1f}s "
-              f"(ready after {t_ready:.1f}s): {items / total:6.0f} items/s = "
-              f"{100 * items / total / ceiling_rate:4.1f}% of the RSA ceiling; "
-              f"after ready: {items / (total - t_ready):6.0f} items/s; "
-              f"all statuses Synced after {t_status:.1f}s")
-        print(f"           CPU: controller {ctl_cpu:.1f}s (event loop thread {loop_cpu:.1f}s), "
-              f"kube-apiserver+etcd {server_cpu:.1f}s, kube-controller-manager "
-              f"{kcm_cpu:.1f}s "
-              f"of {CORES * total:.1f} core-seconds; RSA alone needs "
-              f"{items / ceiling_rate * CORES:.1f} core-seconds; this bench process "
-              f"{bench_cpu:.1f}s")
-        kube.request("DELETE", f"/api/v1/namespaces/{ns}")
-        for d in docs:
-            if d["kind"] in ("Namespace", "ClusterRole", "ClusterRoleBinding"):
-                kube.delete_object(d)
-    print(f"  12 keys / 1 key time ratio: {times[len(keys)] / times[1]:.2f} (target <= 1.1)")
+        totals = []
+        for _ in range(runs):
+            # The ceiling again, right before this run: the machine is shared and its load
+            # changes; the best figure seen so far is the (conservative) reference.
+            ceiling_rate = max(ceiling_rate, ceiling(keys[0], 400))
+            r = _one_run(kube, sb, keys, nkeys, objects, controller_args)
+            totals.append(r.total)
+            c = r.cpu
+            print(f"  {nkeys:2d} key(s): cold start -> {objects} Secrets synced in "
+                  f"{r.total:5.2f}s: {items / r.total:5.0f} items/s = "
+                  f"{100 * items / r.total / ceiling_rate:4.1f}% of the RSA ceiling "
+                  f"({ceiling_rate:.0f}/s); ready {r.ready:.2f}s, first Secret {r.first:.2f}s, "
+                  f"all statuses Synced {r.status:.2f}s ({r.statuses_early} before the last "
+                  f"Secret){'; watch caught up by LIST' if r.catch_ups else ''}")
+            print(f"           CPU until the last Secret: controller {c['controller']:.1f}s "
+                  f"(event loop {c['loop']:.1f}s), kube-apiserver+etcd {c['server']:.1f}s, "
+                  f"kube-controller-manager {c['kcm']:.1f}s, bench {c['bench']:.1f}s, of "
+                  f"{CORES * r.total:.1f} core-seconds; RSA alone "
+                  f"{items / ceiling_rate * CORES:.1f}")
+        medians[nkeys] = sorted(totals)[len(totals) // 2]
+        print(f"  {nkeys:2d} key(s): median {medians[nkeys]:.2f}s = "
+              f"{100 * items / medians[nkeys] / ceiling_rate:.1f}% of the RSA ceiling")
+    print(f"  {len(keys)} keys / 1 key time ratio: {medians[len(keys)] / medians[1]:.2f} "
+          "(target <= 1.1)")
+    costs = api_write_costs(kube, objects)
+    rsa = items / ceiling_rate * CORES
+    sec, st, ev = (costs[k] * objects for k in ("secret", "status", "event"))
+    print(f"  API-server+etcd CPU per write (same run): Secret create "
+          f"{1000 * costs['secret']:.2f} ms, status patch {1000 * costs['status']:.2f} ms, "
+          f"Event {1000 * costs['event']:.2f} ms")
+    for label, extra in (("Secrets only in the window (statuses, Events after)", sec),
+                         ("Secret + status + Event per object", sec + st + ev)):
+        bound = (rsa + extra) / CORES
+        print(f"  bound with a zero-cost controller, {label}: {bound:.2f}s = "
+              f"{100 * items / bound / ceiling_rate:.0f}% of the ceiling (RSA {rsa:.1f} + "
+              f"API {extra:.1f} core-s on {CORES} cores)")
 
 
 def main() -> int:
@@ -286,6 +412,9 @@ def main() -> int:
     ap.add_argument("--items", type=int, default=400, help="items for the pure benchmarks")
     ap.add_argument("--keys", type=int, default=12)
     ap.add_argument("--no-cluster", action="store_true")
+    ap.add_argument("--runs", type=int, default=3, help="cold starts per key count (median)")
+    ap.add_argument("--controller-arg", action="append", default=[],
+                    help="extra controller flag, e.g. --controller-arg=--workers=3")
     args = ap.parse_args()
     print(f"bench_unseal: {CORES} core(s)")
     t = time.perf_counter()
@@ -297,7 +426,7 @@ def main() -> int:
     pure(keys, args.items)
     if not args.no_cluster:
         print(f"controller end to end ({args.objects} SealedSecrets x {ITEMS_PER_OBJECT} items):")
-        cluster(keys, args.objects, ceil)
+        cluster(keys, args.objects, ceil, args.runs, args.controller_arg)
     return 0
 
 

@@ -14,15 +14,18 @@ edit to undo" without another RSA operation.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
 from secretsync import api
 from secretsync.controller import metrics
 from secretsync.controller.runtime import Runtime, get_runtime
+from secretsync.controller.sealed_lane import EventSpec, Lane
 from secretsync.errors import (
     KubeConflict,
     KubeError,
@@ -56,9 +59,12 @@ class _Cached:
 
 
 _cache: dict[str, _Cached] = {}  # SealedSecret uid -> desired Secret of its current spec
+# SealedSecret uid -> (cache key, decryption started before kopf ran): see prefetch()
+_prefetched: dict[str, tuple[tuple[Any, ...], Future[dict[str, Any]]]] = {}
 _locks: dict[tuple[str, str], asyncio.Lock] = {}
 _retry_pending: set[Ref] = set()
-_jobs: asyncio.Queue[tuple[str, Any]] | None = None
+_retries: asyncio.Queue[Ref] | None = None
+_lane: Lane | None = None
 _failed: dict[Ref, str] = {}  # objects whose last reconcile failed -> reason
 _attempts: dict[Ref, int] = {}  # consecutive API-error retries (backoff)
 # (namespace, name) -> the managed Secret as last seen (LIST at start, then the Secret watch)
@@ -105,7 +111,14 @@ async def _desired(rt: Runtime, obj: Mapping[str, Any]) -> dict[str, Any]:
     if cached is not None and cached.key == key:
         return cached.desired
     loop = asyncio.get_running_loop()
-    desired = await loop.run_in_executor(rt.pool, rs.unseal, obj, rt.keys.registry)
+    early = _prefetched.pop(uid, None)
+    with lane().working():
+        desired = None
+        if early is not None and early[0] == key:
+            with contextlib.suppress(rs.SealFailure):  # a failure: decide again, keys now
+                desired = await asyncio.wrap_future(early[1])
+        if desired is None:
+            desired = await loop.run_in_executor(rt.pool, rs.unseal, obj, rt.keys.registry)
     metrics.ITEMS_DECRYPTED.inc(len((obj.get("spec") or {}).get("encryptedData") or {}))
     _cache[uid] = _Cached(key, desired)
     return desired
@@ -115,14 +128,12 @@ async def _desired(rt: Runtime, obj: Mapping[str, Any]) -> dict[str, Any]:
 class _Written:
     plan: SecretPlan
     secret: dict[str, Any] | None = None  # the Secret as the API server returned it
-    status_error: KubeError | None = None
 
 
-def _write(kube: Kube, obj: Mapping[str, Any], desired: dict[str, Any], plan: SecretPlan,
-           status: dict[str, Any] | None) -> _Written:
-    """In one worker thread: the Secret write (re-reading it after a 409/404 and planning
-    again), then the status patch. A status error is returned, not raised, so that the
-    caller still records the Secret that was written."""
+def _write(kube: Kube, obj: Mapping[str, Any], desired: dict[str, Any],
+           plan: SecretPlan) -> _Written:
+    """In one worker thread: the Secret write, re-reading it after a 409/404 and planning
+    again."""
     ns, name = desired["metadata"]["namespace"], desired["metadata"]["name"]
     for attempt in range(4):
         if attempt > 0:
@@ -131,29 +142,17 @@ def _write(kube: Kube, obj: Mapping[str, Any], desired: dict[str, Any], plan: Se
             plan = plan_secret(existing, desired)
         try:
             if plan.action == "create":
-                written = _Written(plan, kube.create_secret(ns, desired))
-            elif plan.action == "patch":
+                return _Written(plan, kube.create_secret(ns, desired))
+            if plan.action == "patch":
                 assert plan.patch is not None
-                written = _Written(plan, kube.patch_secret(ns, name, plan.patch))
-            elif plan.action == "recreate":
+                return _Written(plan, kube.patch_secret(ns, name, plan.patch))
+            if plan.action == "recreate":
                 kube.delete_secret(ns, name)
-                written = _Written(plan, kube.create_secret(ns, desired))
-            else:
-                written = _Written(plan)
+                return _Written(plan, kube.create_secret(ns, desired))
+            return _Written(plan)
         except (KubeConflict, KubeNotFound):
             continue  # created, changed or deleted under us: look again
-        break
-    else:
-        raise KubeConflict(f"Secret {ns}/{name} kept changing while being written")
-    if status is not None:
-        meta = obj.get("metadata") or {}
-        group, version, plural = _gvp(obj)
-        try:
-            kube.patch_custom_status(group, version, plural, meta.get("namespace"),
-                                     str(meta.get("name")), status)
-        except KubeError as exc:
-            written.status_error = exc
-    return written
+    raise KubeConflict(f"Secret {ns}/{name} kept changing while being written")
 
 
 def _check_owner(existing: Mapping[str, Any] | None, obj: Mapping[str, Any]) -> None:
@@ -167,23 +166,22 @@ def _check_owner(existing: Mapping[str, Any] | None, obj: Mapping[str, Any]) -> 
         )
 
 
-async def _apply(rt: Runtime, obj: Mapping[str, Any], desired: dict[str, Any],
-                 status: dict[str, Any] | None) -> str:
-    """Bring the Secret in line, then write ``status`` (None: unchanged); returns the action
-    taken on the Secret ("none" when nothing changed).
+async def _apply(rt: Runtime, obj: Mapping[str, Any], desired: dict[str, Any]) -> str:
+    """Bring the Secret in line; returns the action taken ("none" when nothing changed).
 
     The first look uses the index of managed Secrets (seeded by one LIST at start, kept
-    current by the Secret watch), so the common cases cost one thread hand-off for the write
-    and the status together, or nothing at all; a stale index only means a 409, after which
-    the Secret is read for real (in the same thread)."""
+    current by the Secret watch), so the common cases cost one thread hand-off for the write,
+    or nothing at all; a stale index only means a 409, after which the Secret is read for real
+    (in the same thread)."""
     ns, name = desired["metadata"]["namespace"], desired["metadata"]["name"]
     existing = _index.get((ns, name)) if _index_ready else await asyncio.to_thread(
         rt.kube.get_secret, ns, name)
     _check_owner(existing, obj)
     plan = plan_secret(existing, desired)
-    if plan.action == "none" and status is None:
+    if plan.action == "none":
         return "none"
-    written = await asyncio.to_thread(_write, rt.kube, obj, desired, plan, status)
+    with lane().working():
+        written = await asyncio.to_thread(_write, rt.kube, obj, desired, plan)
     plan = written.plan
     if written.secret is not None:
         _index[(ns, name)] = written.secret
@@ -192,8 +190,6 @@ async def _apply(rt: Runtime, obj: Mapping[str, Any], desired: dict[str, Any],
         log.info("%s: Secret %s (%s)", _what(obj),
                  {"create": "created", "patch": "updated", "recreate": "recreated"}[
                      plan.action], ", ".join(plan.changed))
-    if written.status_error is not None:
-        raise written.status_error
     return plan.action
 
 
@@ -204,83 +200,84 @@ def _status(obj: Mapping[str, Any], ok: bool, reason: str, message: str) -> dict
                         condition=synced_condition(ok, reason, message))
 
 
-async def _set_status(
-    rt: Runtime, obj: Mapping[str, Any], ok: bool, reason: str, message: str
-) -> bool:
-    """Write status only if it changes; True when written."""
-    new = _status(obj, ok, reason, message)
-    if new is None:
-        return False
+def lane() -> Lane:
+    """The status/Event lane (created on first use, inside the running loop)."""
+    global _lane
+    if _lane is None:
+        _lane = Lane(_lock, _schedule_retry)
+    return _lane
+
+
+def _write_status(kube: Kube, obj: Mapping[str, Any], status: dict[str, Any]) -> None:
     meta = obj.get("metadata") or {}
     group, version, plural = _gvp(obj)
-    await asyncio.to_thread(rt.kube.patch_custom_status, group, version, plural,
-                            meta.get("namespace"), str(meta.get("name")), new)
-    return True
+    kube.patch_custom_status(group, version, plural, meta.get("namespace"),
+                             str(meta.get("name")), status)
 
 
-async def _event(rt: Runtime, obj: Mapping[str, Any], reason: str, message: str,
-                 warning: bool = False) -> None:
-    """Queue an Event: posting it must not hold up the next object."""
-    _queue().put_nowait(("event", (obj, reason, message, warning)))
+def _post_event(kube: Kube, obj: Mapping[str, Any], spec: EventSpec) -> None:
+    reason, message, warning = spec
+    kube.create_event(obj, reason=reason, message=message,
+                      type_="Warning" if warning else "Normal")
 
 
-def _queue() -> asyncio.Queue[tuple[str, Any]]:
-    global _jobs
-    if _jobs is None:
-        _jobs = asyncio.Queue()
-    return _jobs
+def _queue() -> asyncio.Queue[Ref]:
+    global _retries
+    if _retries is None:
+        _retries = asyncio.Queue()
+    return _retries
 
 
-async def background_workers(n: int = 4) -> None:
-    """Posts queued Events and runs due retries. Started before kopf, so kopf never waits
-    for these at shutdown (it waits for every task spawned after its own start)."""
+async def background_workers(n: int = 2) -> None:
+    """Writes statuses and Events (the lane) and runs due retries. Started before kopf, so
+    kopf never waits for these at shutdown (it waits for every task spawned after its own
+    start)."""
+    rt = get_runtime()
 
-    async def worker() -> None:
-        rt = get_runtime()
+    async def retrier() -> None:
         queue = _queue()
         while True:
-            kind, payload = await queue.get()
+            ref = await queue.get()
             try:
-                if kind == "event":
-                    obj, reason, message, warning = payload
-                    await asyncio.to_thread(rt.kube.create_event, obj, reason=reason,
-                                            message=message,
-                                            type_="Warning" if warning else "Normal")
-                elif kind == "retry":
-                    _retry_pending.discard(payload)
-                    await reconcile_ref(payload)
-            except KubeError as exc:
-                log.warning("could not post event: %s", exc.message)
+                _retry_pending.discard(ref)
+                await reconcile_ref(ref)
             except Exception:  # a bug must not kill the worker
-                log.exception("background job %s failed", kind)
+                log.exception("retry of %s/%s failed", ref[1], ref[2])
 
-    await asyncio.gather(*(worker() for _ in range(n)))
+    await asyncio.gather(lane().run(rt.kube, _write_status, _post_event),
+                         *(retrier() for _ in range(n)))
 
 
 async def reconcile(obj: Mapping[str, Any], *, restored: bool = False) -> None:
-    """One SealedSecret: desired Secret, apply, status, event. Never raises."""
-    rt = get_runtime()
+    """One SealedSecret: desired Secret, apply; status and Event go to the lane. Never
+    raises."""
     meta = obj.get("metadata") or {}
     if meta.get("deletionTimestamp"):
         return
+    await _reconcile(obj, lane(), restored)
+
+
+async def _reconcile(obj: Mapping[str, Any], books: Lane, restored: bool) -> None:
+    rt = get_runtime()
     ref = _ref(obj)
     async with _lock(ref[1], ref[2]):
         started = time.perf_counter()
         try:
             desired = await _desired(rt, obj)
             message = f"Secret {desired['metadata']['name']} is in sync"
-            action = await _apply(rt, obj, desired,
-                                  _status(obj, True, rs.REASON_UNSEALED, message))
+            action = await _apply(rt, obj, desired)
             rt.retry_on_new_key.discard(ref)
             _failed.pop(ref, None)
             _attempts.pop(ref, None)
+            event: EventSpec | None = None
             if action != "none":
                 if restored:
                     metrics.SECRETS_RESTORED.inc()
                 verb = "restored" if restored else {
                     "create": "created", "patch": "updated", "recreate": "recreated"}[action]
-                await _event(rt, obj, rs.REASON_UNSEALED,
-                             f"Secret {desired['metadata']['name']} {verb}")
+                event = (rs.REASON_UNSEALED, f"Secret {desired['metadata']['name']} {verb}",
+                         False)
+            books.put(ref, obj, _status(obj, True, rs.REASON_UNSEALED, message), event)
             metrics.UNSEAL_TOTAL.labels("ok").inc()
         except rs.SealFailure as exc:
             metrics.UNSEAL_TOTAL.labels("error").inc()
@@ -289,19 +286,14 @@ async def reconcile(obj: Mapping[str, Any], *, restored: bool = False) -> None:
                 rt.retry_on_new_key.add(ref)
             _failed[ref] = exc.reason
             log.warning("%s: %s: %s", _what(obj), exc.reason, exc.message)
-            try:
-                if await _set_status(rt, obj, False, exc.reason, exc.message):
-                    await _event(rt, obj, exc.reason, exc.message, warning=True)
-            except KubeError as kexc:
-                log.warning("%s: could not write status: %s", _what(obj), kexc.message)
+            status = _status(obj, False, exc.reason, exc.message)
+            if status is not None:  # the Event only with a changed status: no repeats
+                books.put(ref, obj, status, (exc.reason, exc.message, True))
         except KubeError as exc:
             metrics.UNSEAL_TOTAL.labels("error").inc()
             metrics.UNSEAL_ERRORS.labels(exc.reason).inc()
             log.warning("%s: API error, will retry: %s", _what(obj), exc.message)
-            try:
-                await _set_status(rt, obj, False, exc.reason, exc.message)
-            except KubeError:
-                pass
+            books.put(ref, obj, _status(obj, False, exc.reason, exc.message))
             _schedule_retry(ref)
         except SecretSyncError as exc:  # anything else typed: report, do not crash
             metrics.UNSEAL_TOTAL.labels("error").inc()
@@ -336,7 +328,7 @@ def _schedule_retry(ref: Ref) -> None:
     _attempts[ref] = attempt + 1
     delay = _TRANSIENT_BACKOFF[min(attempt, len(_TRANSIENT_BACKOFF) - 1)]
     _retry_pending.add(ref)
-    asyncio.get_running_loop().call_later(delay, _queue().put_nowait, ("retry", ref))
+    asyncio.get_running_loop().call_later(delay, _queue().put_nowait, ref)
 
 
 async def retry_after_key_change() -> None:
@@ -366,6 +358,7 @@ async def on_sealed_event(event: Mapping[str, Any], body: Any, **_: Any) -> None
         get_runtime().retry_on_new_key.discard(_ref(obj))
         _failed.pop(_ref(obj), None)
         _locks.pop((_ref(obj)[1], _ref(obj)[2]), None)
+        lane().forget(_ref(obj))
         return  # the Secret goes with it: ownerReference garbage collection
     await reconcile(obj)
 
@@ -408,6 +401,35 @@ def _plain(body: Any) -> dict[str, Any]:
     if isinstance(raw, dict):
         return raw
     return {k: body[k] for k in body}
+
+
+def prefetch(rt: Runtime, namespace: str | None, groups: Mapping[str, str]) -> int:
+    """Start decrypting every SealedSecret on the pool before kopf runs (sync; returns how
+    many were queued).
+
+    A cold start spends most of a second importing and starting kopf on one core while the
+    others idle; one LIST now lets the RSA work start at once, and kopf's initial events then
+    find the results (matched by uid and cache key, so an object changed meanwhile is simply
+    decrypted again). Best effort: a failed LIST leaves it all to kopf."""
+    queued = 0
+    for group, version in groups.items():
+        try:
+            items = rt.kube.list_custom(group, version, api.PLURAL_SEALED, namespace)
+        except KubeError as exc:
+            log.debug("no prefetch of %s/%s: %s", group, version, exc.message)
+            continue
+        for obj in items:
+            meta = obj.get("metadata") or {}
+            if meta.get("deletionTimestamp") or not meta.get("uid"):
+                continue
+            try:
+                key = rs.cache_key(obj)
+            except rs.SealFailure:
+                continue  # kopf's event will report it
+            _prefetched[str(meta["uid"])] = (
+                key, rt.pool.submit(rs.unseal, obj, rt.keys.registry))
+            queued += 1
+    return queued
 
 
 def seed_index(rt: Runtime, namespace: str | None) -> None:

@@ -1,0 +1,144 @@
+"""The status/Event lane: held back while Secrets are being written, newest status wins,
+Events in order after their status, bounded wait, API errors handed back for a retry."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+
+from secretsync.controller import sealed_lane
+from secretsync.controller.sealed_lane import EventSpec, Lane, Ref
+from secretsync.errors import KubeError, KubeNotFound
+
+REF: Ref = ("secretsync.io/v1alpha1", "ns", "a")
+OTHER: Ref = ("secretsync.io/v1alpha1", "ns", "b")
+
+
+class Recorder:
+    """Stands in for the API calls (the lane's I/O is two plain callables)."""
+
+    def __init__(self) -> None:
+        self.writes: list[tuple[str, Any]] = []
+        self.fail_status: Exception | None = None
+        self.fail_event: Exception | None = None
+
+    def status(self, kube: Any, obj: Mapping[str, Any], status: dict[str, Any]) -> None:
+        if self.fail_status is not None:
+            raise self.fail_status
+        self.writes.append(("status", (obj["metadata"]["name"], status["n"])))
+
+    def event(self, kube: Any, obj: Mapping[str, Any], spec: EventSpec) -> None:
+        if self.fail_event is not None:
+            raise self.fail_event
+        self.writes.append(("event", (obj["metadata"]["name"], spec[0])))
+
+
+def obj(name: str) -> dict[str, Any]:
+    return {"metadata": {"namespace": "ns", "name": name}}
+
+
+async def started(errors: list[Ref] | None = None) -> tuple[Lane, Recorder, asyncio.Task[None]]:
+    locks: dict[tuple[str, str], asyncio.Lock] = {}
+    lane = Lane(lambda ns, n: locks.setdefault((ns, n), asyncio.Lock()),
+                (errors if errors is not None else []).append)
+    rec = Recorder()
+    task = asyncio.create_task(lane.run(None, rec.status, rec.event))  # type: ignore[arg-type]
+    return lane, rec, task
+
+
+async def settle(lane: Lane, timeout: float = 2.0) -> None:
+    async with asyncio.timeout(timeout):
+        while lane.pending():
+            await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)  # the last write's thread
+
+
+async def test_writes_at_once_when_nothing_else_is_running() -> None:
+    lane, rec, task = await started()
+    lane.put(REF, obj("a"), {"n": 1}, ("Unsealed", "Secret a created", False))
+    await settle(lane)
+    assert rec.writes == [("status", ("a", 1)), ("event", ("a", "Unsealed"))]
+    task.cancel()
+
+
+async def test_held_back_while_secrets_are_written_then_newest_status_wins() -> None:
+    lane, rec, task = await started()
+    with lane.working():
+        lane.put(REF, obj("a"), {"n": 1}, ("Unsealed", "created", False))
+        lane.put(OTHER, obj("b"), {"n": 1})
+        lane.put(REF, obj("a"), {"n": 2}, ("Unsealed", "updated", False))
+        await asyncio.sleep(0.2)
+        assert rec.writes == []  # nothing while the backlog is being worked on
+    await settle(lane)
+    statuses = [w for w in rec.writes if w[0] == "status"]
+    assert sorted(statuses) == [("status", ("a", 2)), ("status", ("b", 1))]
+    events = [w for w in rec.writes if w[0] == "event"]
+    assert events == [("event", ("a", "Unsealed"))] * 2  # both kept, in order
+    # an object's Events come after its status
+    assert rec.writes.index(("status", ("a", 2))) < rec.writes.index(events[0])
+    task.cancel()
+
+
+async def test_a_never_ending_backlog_cannot_starve_statuses(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sealed_lane, "MAX_DEFER", 0.2)
+    lane, rec, task = await started()
+    with lane.working():
+        lane.put(REF, obj("a"), {"n": 1})
+        await asyncio.sleep(0.05)
+        assert rec.writes == []
+        await settle(lane)
+        assert rec.writes == [("status", ("a", 1))]  # written while still busy
+    task.cancel()
+
+
+async def test_forget_drops_what_is_pending_for_a_deleted_object() -> None:
+    lane, rec, task = await started()
+    with lane.working():
+        lane.put(REF, obj("a"), {"n": 1}, ("Unsealed", "created", False))
+        lane.forget(REF)
+        assert lane.pending() == 0
+    await asyncio.sleep(0.1)
+    assert rec.writes == []
+    task.cancel()
+
+
+async def test_nothing_to_write_queues_nothing() -> None:
+    lane, _, task = await started()
+    lane.put(REF, obj("a"), None, None)
+    assert lane.pending() == 0
+    task.cancel()
+
+
+async def test_api_error_is_handed_back_and_the_event_not_posted() -> None:
+    errors: list[Ref] = []
+    lane, rec, task = await started(errors)
+    rec.fail_status = KubeError("patch status: 500 boom")
+    lane.put(REF, obj("a"), {"n": 1}, ("Unsealed", "created", False))
+    await settle(lane)
+    assert errors == [REF]
+    assert rec.writes == []
+    # a vanished object is not an error worth a retry
+    rec.fail_status = KubeNotFound("gone")
+    lane.put(OTHER, obj("b"), {"n": 1})
+    await settle(lane)
+    assert errors == [REF]
+    task.cancel()
+
+
+async def test_an_event_that_cannot_be_posted_does_not_stop_the_lane() -> None:
+    errors: list[Ref] = []
+    lane, rec, task = await started(errors)
+    rec.fail_event = KubeError("create event: 403")
+    lane.put(REF, obj("a"), {"n": 1}, ("Unsealed", "created", False))
+    await settle(lane)
+    rec.fail_event = None
+    lane.put(OTHER, obj("b"), {"n": 1}, ("Unsealed", "created", False))
+    await settle(lane)
+    assert rec.writes == [("status", ("a", 1)), ("status", ("b", 1)),
+                          ("event", ("b", "Unsealed"))]
+    assert errors == []
+    task.cancel()
