@@ -355,6 +355,7 @@ async def on_sealed_event(event: Mapping[str, Any], body: Any, **_: Any) -> None
     obj = _plain(event.get("object", body))
     if event.get("type") == "DELETED":
         _cache.pop(str((obj.get("metadata") or {}).get("uid")), None)
+        _prefetched.pop(str((obj.get("metadata") or {}).get("uid")), None)
         get_runtime().retry_on_new_key.discard(_ref(obj))
         _failed.pop(_ref(obj), None)
         _locks.pop((_ref(obj)[1], _ref(obj)[2]), None)
