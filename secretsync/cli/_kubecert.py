@@ -1,5 +1,6 @@
-"""Fetch the controller's certificate from its ConfigMap -- the one CLI path that needs
-``kubernetes`` (imported here, lazily, so ``seal --cert`` never pays for it).
+"""Fetch the controller's certificate from its ConfigMap (``secretsync.kube`` is imported
+here, lazily, so ``seal --cert`` never pays for it; it needs the ``kubernetes`` package only
+for kubeconfigs it does not read itself, e.g. exec credential plugins).
 
 The controller publishes its newest certificate in ConfigMap ``<controller-name>-cert``
 (key ``cert.pem``), readable by every authenticated user: no proxy to the controller's pod is
@@ -22,13 +23,6 @@ class CertFetchError(SecretSyncError):
 def fetch_cert_pem(
     *, kubeconfig: str | None, context: str | None, namespace: str, name: str
 ) -> bytes:
-    try:
-        import kubernetes  # noqa: F401  (only to give a helpful message when it is missing)
-    except ImportError:
-        raise CertFetchError(
-            "fetching the certificate from the cluster needs the kubernetes package "
-            "(pip install 'secretsync[controller]'), or pass --cert FILE|URL"
-        ) from None
     from secretsync.kube import Kube
 
     kube = Kube.from_config(kubeconfig, context)
