@@ -61,3 +61,29 @@ def test_duration() -> None:
     for bad in ("", "5x", "h", "10h5"):
         with pytest.raises(argparse.ArgumentTypeError):
             _duration(bad)
+
+
+def test_kopf_is_imported_without_the_kubernetes_client_which_stays_importable() -> None:
+    """The controller's memory: kopf must not pull in the kubernetes client (~31 MiB), and
+    the client must still import afterwards (kubeconfig fallbacks use it)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from secretsync.controller.main import _import_kopf_without_kubernetes as f\n"
+        "f()\n"
+        "assert 'kopf' in sys.modules\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] == 'kubernetes')\n"
+        "assert not loaded, loaded\n"
+        "import kopf\n"
+        "kopf.set_default_registry(kopf.OperatorRegistry())\n"
+        "kopf.get_default_registry()\n"
+        "assert 'kubernetes' not in sys.modules\n"
+        "import kubernetes.client\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "ok"
