@@ -244,7 +244,7 @@ async def background_workers(n: int = 2) -> None:
             except Exception:  # a bug must not kill the worker
                 log.exception("retry of %s/%s failed", ref[1], ref[2])
 
-    await asyncio.gather(lane().run(rt.kube, _write_status, _post_event),
+    await asyncio.gather(*lane().writers(rt.kube, _write_status, _post_event),
                          *(retrier() for _ in range(n)))
 
 

@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -117,11 +117,13 @@ class Lane:
                 continue  # look again: the first entry may have been written meanwhile
             return next(iter(self._pending))
 
-    async def run(self, kube: Kube,
-                  write_status: Callable[[Kube, Mapping[str, Any], dict[str, Any]], None],
-                  post_event: Callable[[Kube, Mapping[str, Any], EventSpec], None],
-                  writers: int = WRITERS) -> None:
-        """Write pending entries forever (``writers`` at a time)."""
+    def writers(self, kube: Kube,
+                write_status: Callable[[Kube, Mapping[str, Any], dict[str, Any]], None],
+                post_event: Callable[[Kube, Mapping[str, Any], EventSpec], None],
+                n: int = WRITERS) -> list[Coroutine[Any, Any, None]]:
+        """``n`` coroutines that write pending entries forever. Returned, not gathered here,
+        so that the caller's single gather creates every task at once (kopf waits at shutdown
+        for tasks created after its own start)."""
 
         def write(entry: _Entry) -> None:  # in a worker thread
             if entry.status is not None:
@@ -150,4 +152,4 @@ class Lane:
                     except Exception:  # a bug must not stop the lane
                         log.exception("status lane failed for %s/%s", ref[1], ref[2])
 
-        await asyncio.gather(*(writer() for _ in range(writers)))
+        return [writer() for _ in range(n)]

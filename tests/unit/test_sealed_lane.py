@@ -40,12 +40,12 @@ def obj(name: str) -> dict[str, Any]:
     return {"metadata": {"namespace": "ns", "name": name}}
 
 
-async def started(errors: list[Ref] | None = None) -> tuple[Lane, Recorder, asyncio.Task[None]]:
+async def started(errors: list[Ref] | None = None) -> tuple[Lane, Recorder, asyncio.Future[Any]]:
     locks: dict[tuple[str, str], asyncio.Lock] = {}
     lane = Lane(lambda ns, n: locks.setdefault((ns, n), asyncio.Lock()),
                 (errors if errors is not None else []).append)
     rec = Recorder()
-    task = asyncio.create_task(lane.run(None, rec.status, rec.event))  # type: ignore[arg-type]
+    task = asyncio.gather(*lane.writers(None, rec.status, rec.event))  # type: ignore[arg-type]
     return lane, rec, task
 
 
