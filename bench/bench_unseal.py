@@ -226,6 +226,8 @@ class _Run:
                  statuses_early: int, cpu: dict[str, float], catch_ups: int) -> None:
         self.total, self.ready, self.first, self.status = total, ready, first, status
         self.statuses_early, self.cpu, self.catch_ups = statuses_early, cpu, catch_ups
+        self.stop = 0.0  # SIGTERM -> process gone (a pod's termination)
+        self.exit_code: int | None = None
 
 
 def _one_run(kube: Any, sb: Any, keys: list[SealingKey], nkeys: int, objects: int,
@@ -294,10 +296,13 @@ def _one_run(kube: Any, sb: Any, keys: list[SealingKey], nkeys: int, objects: in
             raise RuntimeError(f"only {len(statuses_seen.seen)}/{objects} statuses Synced")
         first_seen.reached.wait(10)
     finally:
-        ctl.stop()
+        t_stop = time.perf_counter()
+        code = ctl.stop()
+        t_stop = time.perf_counter() - t_stop
     run = _Run(secrets_seen.finished_at - t0, t_ready, (first_seen.finished_at or t0) - t0,
                statuses_seen.finished_at - t0, statuses_early, cpu,
                secrets_seen.catch_ups + statuses_seen.catch_ups)
+    run.stop, run.exit_code = t_stop, code
     kube.request("DELETE", f"/api/v1/namespaces/{ns}")
     for d in docs:
         if d["kind"] in ("Namespace", "ClusterRole", "ClusterRoleBinding"):
@@ -453,7 +458,8 @@ def cluster(keys: list[SealingKey], objects: int, ceiling_rate: float, runs: int
                   f"{100 * items / r.total / ceiling_rate:4.1f}% of the RSA ceiling "
                   f"({ceiling_rate:.0f}/s); ready {r.ready:.2f}s, first Secret {r.first:.2f}s, "
                   f"all statuses Synced {r.status:.2f}s ({r.statuses_early} before the last "
-                  f"Secret){'; watch caught up by LIST' if r.catch_ups else ''}")
+                  f"Secret); SIGTERM -> exit {r.exit_code} in {r.stop:.2f}s"
+                  f"{'; watch caught up by LIST' if r.catch_ups else ''}")
             print(f"           CPU until the last Secret: controller {c['controller']:.1f}s "
                   f"(event loop {c['loop']:.1f}s), kube-apiserver+etcd {c['server']:.1f}s, "
                   f"kube-controller-manager {c['kcm']:.1f}s, bench {c['bench']:.1f}s, of "
