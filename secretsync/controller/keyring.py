@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import datetime as _dt
 import logging
+import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -86,6 +87,11 @@ class KeyManager:
         self._listeners: list[Callable[[], Awaitable[None]]] = []
         self.generation = 0  # bumped whenever the key set changes
         self._ticks = 0
+        # reload() runs in worker threads (the standby follower, start, the periodic tick); a
+        # follower's reload cancelled on winning the Lease still runs to its end, and one run
+        # racing another would see a Secret's version as handled before its key is in the
+        # registry -- and a new key would be generated beside an existing one
+        self._reload_lock = threading.Lock()
 
     # --- loading -------------------------------------------------------------------------
 
@@ -97,6 +103,10 @@ class KeyManager:
 
     def reload(self) -> bool:
         """Re-list the key Secrets (sync). Returns True when the usable key set changed."""
+        with self._reload_lock:
+            return self._reload()
+
+    def _reload(self) -> bool:
         secrets: dict[str, dict[str, Any]] = {}
         for selector in self._selectors():
             for s in self.kube.list_secrets(self.namespace, selector):

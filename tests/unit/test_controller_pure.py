@@ -87,3 +87,45 @@ def test_kopf_is_imported_without_the_kubernetes_client_which_stays_importable()
                          timeout=60)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "ok"
+
+
+def test_concurrent_key_reloads_never_leave_a_listed_key_out(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reload that starts while another is still reading a key Secret must return with that
+    key in the registry (else the controller generates a second key beside an existing one:
+    the standby follower's reload overlaps start()'s after winning the Lease)."""
+    import threading
+    import time
+
+    from secretsync.controller import keyring
+    from secretsync.keys import SealingKey, secret_body_for_key
+    from tests.keypairs import keypair
+
+    key = keypair(0, 2048).key
+    secret = secret_body_for_key(key, namespace="ctl")
+    secret["metadata"]["resourceVersion"] = "1"
+
+    class Kube:
+        def list_secrets(self, namespace: str, selector: str) -> list[dict[str, object]]:
+            return [secret]
+
+    parsing = threading.Event()
+    real = keyring.key_from_secret
+
+    def slow(*a: object, **k: object) -> SealingKey:
+        parsing.set()
+        time.sleep(0.3)
+        return real(*a, **k)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(keyring, "key_from_secret", slow)
+    args = argparse.Namespace(
+        controller_namespace="ctl", controller_name="c", key_renew_period=0,
+        key_cutoff_time=None, key_prefix="k-", key_bits=2048, key_poll_interval=1,
+        import_bitnami_keys=False)
+    manager = keyring.KeyManager(Kube(), args)  # type: ignore[arg-type]
+    first = threading.Thread(target=manager.reload)
+    first.start()
+    assert parsing.wait(5)
+    manager.reload()  # while the first is still parsing the key
+    assert len(manager.registry) == 1
+    first.join()
