@@ -101,7 +101,8 @@ class Lane:
 
     # -- writing -------------------------------------------------------------------------
 
-    async def _next(self) -> Ref:
+    async def _next(self) -> tuple[Ref, _Entry]:
+        """The oldest entry, taken out of the queue, once the backlog allows it."""
         while True:
             await self._has_work.wait()
             if not self._pending:
@@ -115,7 +116,8 @@ class Lane:
                 except TimeoutError:
                     pass
                 continue  # look again: the first entry may have been written meanwhile
-            return next(iter(self._pending))
+            ref = next(iter(self._pending))
+            return ref, self._pending.pop(ref)
 
     def writers(self, kube: Kube,
                 write_status: Callable[[Kube, Mapping[str, Any], dict[str, Any]], None],
@@ -136,11 +138,10 @@ class Lane:
 
         async def writer() -> None:
             while True:
-                ref = await self._next()
+                # taken out and queued on the object's (FIFO) lock with no await in between:
+                # a newer entry for the same object, taken by another writer, queues behind
+                ref, entry = await self._next()
                 async with self._lock_for(ref[1], ref[2]):
-                    entry = self._pending.pop(ref, None)
-                    if entry is None:
-                        continue
                     try:
                         await asyncio.to_thread(write, entry)
                     except KubeNotFound:

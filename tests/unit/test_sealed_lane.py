@@ -4,6 +4,8 @@ Events in order after their status, bounded wait, API errors handed back for a r
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -24,11 +26,20 @@ class Recorder:
         self.writes: list[tuple[str, Any]] = []
         self.fail_status: Exception | None = None
         self.fail_event: Exception | None = None
+        self.delay = 0.0  # seconds each status write takes
+        self.in_flight = self.most_in_flight = 0
+        self._mutex = threading.Lock()
 
     def status(self, kube: Any, obj: Mapping[str, Any], status: dict[str, Any]) -> None:
         if self.fail_status is not None:
             raise self.fail_status
-        self.writes.append(("status", (obj["metadata"]["name"], status["n"])))
+        with self._mutex:
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        time.sleep(self.delay)
+        with self._mutex:
+            self.in_flight -= 1
+            self.writes.append(("status", (obj["metadata"]["name"], status["n"])))
 
     def event(self, kube: Any, obj: Mapping[str, Any], spec: EventSpec) -> None:
         if self.fail_event is not None:
@@ -141,4 +152,32 @@ async def test_an_event_that_cannot_be_posted_does_not_stop_the_lane() -> None:
     assert rec.writes == [("status", ("a", 1)), ("status", ("b", 1)),
                           ("event", ("b", "Unsealed"))]
     assert errors == []
+    task.cancel()
+
+
+async def until(check: Any, timeout: float = 3.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not check():
+            await asyncio.sleep(0.01)
+
+
+async def test_writers_work_on_different_objects_at_once() -> None:
+    lane, rec, task = await started()
+    rec.delay = 0.2
+    for name in "abcd":
+        lane.put(("secretsync.io/v1alpha1", "ns", name), obj(name), {"n": 1})
+    await until(lambda: len(rec.writes) == 4)
+    assert rec.most_in_flight == sealed_lane.WRITERS
+    task.cancel()
+
+
+async def test_a_newer_status_taken_while_the_older_is_written_lands_after_it() -> None:
+    lane, rec, task = await started()
+    rec.delay = 0.2
+    lane.put(REF, obj("a"), {"n": 1})
+    await until(lambda: rec.in_flight == 1)  # the first is being written
+    lane.put(REF, obj("a"), {"n": 2})  # a new entry; another writer takes it
+    await until(lambda: len(rec.writes) == 2)
+    assert rec.writes == [("status", ("a", 1)), ("status", ("a", 2))]
+    assert rec.most_in_flight == 1  # one object's writes never overlap
     task.cancel()
