@@ -270,13 +270,11 @@ def _register(args: argparse.Namespace) -> Any:
 async def _operate(args: argparse.Namespace, rt: Any, elector: Any) -> int:
     from secretsync.controller import sealed
 
-    groups = {api.GROUP: api.VERSION}
-    if args.bitnami_compat:
-        groups[api.BITNAMI_GROUP] = "v1alpha1"
     # the decryption starts while kopf is being imported and started (see sealed.prefetch)
     # (submitted now: the imports below hold the event loop)
     early = asyncio.get_running_loop().run_in_executor(
-        rt.pool, sealed.prefetch, rt, args.namespace, groups)
+        rt.pool, sealed.prefetch, rt, args.namespace,
+        sealed.sealed_groups(bool(args.bitnami_compat)))
     _import_kopf_without_kubernetes()
     import kopf
 

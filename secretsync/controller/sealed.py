@@ -45,7 +45,15 @@ from secretsync.reconcile.secrets import (
 
 log = logging.getLogger("secretsync.sealed")
 
-SEALED_GROUPS = {api.GROUP: api.VERSION}
+def sealed_groups(bitnami: bool) -> dict[str, str]:
+    """group -> version of the SealedSecret kinds to reconcile."""
+    groups = {api.GROUP: api.VERSION}
+    if bitnami:
+        groups[api.BITNAMI_GROUP] = "v1alpha1"
+    return groups
+
+
+SEALED_GROUPS = sealed_groups(False)  # the groups reconciled; register() adds Bitnami's
 _RETRY_REASONS = {rs.REASON_DECRYPT_FAILED, rs.REASON_NO_KEYS, rs.REASON_SCOPE_MISMATCH}
 _TRANSIENT_BACKOFF = (2.0, 5.0, 10.0, 30.0, 60.0)
 
@@ -254,11 +262,7 @@ async def reconcile(obj: Mapping[str, Any], *, restored: bool = False) -> None:
     meta = obj.get("metadata") or {}
     if meta.get("deletionTimestamp"):
         return
-    await _reconcile(obj, lane(), restored)
-
-
-async def _reconcile(obj: Mapping[str, Any], books: Lane, restored: bool) -> None:
-    rt = get_runtime()
+    rt, books = get_runtime(), lane()
     ref = _ref(obj)
     async with _lock(ref[1], ref[2]):
         started = time.perf_counter()
@@ -448,12 +452,9 @@ def seed_index(rt: Runtime, namespace: str | None) -> None:
 def register(registry: Any, *, bitnami: bool = False) -> None:
     import kopf
 
-    kopf.on.event(api.GROUP, api.VERSION, api.PLURAL_SEALED,
-                  registry=registry)(on_sealed_event)
-    if bitnami:
-        SEALED_GROUPS[api.BITNAMI_GROUP] = "v1alpha1"
-        kopf.on.event(api.BITNAMI_GROUP, "v1alpha1", api.PLURAL_SEALED,
-                      registry=registry)(on_sealed_event)
+    SEALED_GROUPS.update(sealed_groups(bitnami))
+    for group, version in SEALED_GROUPS.items():
+        kopf.on.event(group, version, api.PLURAL_SEALED, registry=registry)(on_sealed_event)
     kopf.on.event("", "v1", "secrets", registry=registry,
                   labels={api.LABEL_MANAGED_BY: api.MANAGED_BY_VALUE})(on_secret_event)
     rt = get_runtime()
