@@ -66,12 +66,14 @@ def rate(n: int, seconds: float) -> str:
     return f"{n / seconds:8.0f}/s"
 
 
-def ceiling(key: SealingKey, n: int, rounds: int = 3) -> float:
-    """Best of ``rounds``: the machine is shared, the ceiling is what it can do at best."""
+def ceiling(key: SealingKey, n: int, rounds: int = 3, cores: set[int] | None = None) -> float:
+    """Best of ``rounds``: the machine is shared, the ceiling is what it can do at best. One
+    thread per core, on every core, or pinned to ``cores``."""
     oaep = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
     cts = [key.public_key.encrypt(os.urandom(32), oaep) for _ in range(n)]
     best = 0.0
-    with ThreadPoolExecutor(CORES) as pool:
+    pin = (lambda: os.sched_setaffinity(0, cores)) if cores else None  # each pool thread
+    with ThreadPoolExecutor(len(cores) if cores else CORES, initializer=pin) as pool:
         for _ in range(rounds):
             t = time.perf_counter()
             list(pool.map(lambda c: key.private_key.decrypt(c, oaep), cts))
@@ -342,31 +344,11 @@ def dedicated_core(keys: list[SealingKey], objects: int, runs: int,
     all_cores = set(os.sched_getaffinity(0))
     others = all_cores - {_LAST_CORE}
     items = objects * ITEMS_PER_OBJECT
-    oaep = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(),
-                        label=None)
-    cts = [keys[0].public_key.encrypt(os.urandom(32), oaep) for _ in range(300)]
-
-    def one_core_ceiling() -> float:
-        best: list[float] = []
-
-        def run() -> None:
-            os.sched_setaffinity(0, {_LAST_CORE})  # this thread only
-            for _ in range(3):
-                t = time.perf_counter()
-                for c in cts:
-                    keys[0].private_key.decrypt(c, oaep)
-                best.append(len(cts) / (time.perf_counter() - t))
-
-        th = threading.Thread(target=run)
-        th.start()
-        th.join()
-        return max(best)
-
     ratios = []
     try:
         _pin_others(everyone, others)
         for _ in range(runs):
-            ceiling_1 = one_core_ceiling()
+            ceiling_1 = ceiling(keys[0], 300, cores={_LAST_CORE})
             r = _one_run(kube, sb, keys[:1], 1, objects, controller_args, pin=True)
             ratios.append(items / r.total / ceiling_1)
             print(f"  dedicated core: {objects} Secrets in {r.total:5.2f}s (ready "
