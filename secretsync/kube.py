@@ -110,10 +110,12 @@ def _service_answer(status: int, reason: str, data: bytes, what: str) -> tuple[i
 class _Transport:
     """Keep-alive HTTP/1.1 connections to one API server, shared by threads (each request
     takes an idle connection or opens one). A kept-alive connection the server has closed
-    meanwhile fails on first use; the request is then sent once more on a new connection."""
+    meanwhile fails on first use; the request is then sent once more on a new connection, and
+    the other idle ones are dropped too: a server that closed one has usually closed them all
+    (a restarted API server -- over TLS, an abrupt close shows as an unexpected EOF)."""
 
     _STALE = (http.client.RemoteDisconnected, http.client.BadStatusLine, ConnectionResetError,
-              BrokenPipeError, ConnectionAbortedError)
+              BrokenPipeError, ConnectionAbortedError, ssl.SSLEOFError, ssl.SSLZeroReturnError)
 
     def __init__(self, server: str, context: ssl.SSLContext | None, max_idle: int) -> None:
         url = urlsplit(server)
@@ -148,9 +150,9 @@ class _Transport:
                 and not cfg.tls_server_name and cfg.assert_hostname in (None, True)
                 and cfg.socket_options is None)
 
-    def _connection(self) -> tuple[http.client.HTTPConnection, bool]:
+    def _connection(self, fresh: bool = False) -> tuple[http.client.HTTPConnection, bool]:
         with self._lock:
-            if self._idle:
+            if self._idle and not fresh:
                 return self._idle.pop(), True
         if self.https:
             return http.client.HTTPSConnection(self.host, self.port, context=self.context), False
@@ -159,7 +161,7 @@ class _Transport:
     def send(self, method: str, path: str, body: bytes | None,
              headers: Mapping[str, str]) -> tuple[int, str, bytes]:
         for attempt in (0, 1):
-            conn, reused = self._connection()
+            conn, reused = self._connection(fresh=attempt > 0)
             try:
                 conn.request(method, self.base + path, body=body, headers=dict(headers))
                 resp = conn.getresponse()
@@ -167,6 +169,7 @@ class _Transport:
             except self._STALE:
                 conn.close()
                 if reused and attempt == 0:
+                    self.close()
                     continue
                 raise
             except BaseException:

@@ -6,9 +6,11 @@ certificate's CN, the path."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
+import socket
 import ssl
 import stat
 import subprocess
@@ -16,6 +18,7 @@ import sys
 import threading
 from base64 import b64encode
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from ipaddress import IPv4Address
@@ -330,6 +333,58 @@ def test_api_client_is_built_lazily_with_the_same_credentials(
     assert ns.metadata.annotations["client-cn"] == "alice"
     assert kube.api_client is kube.api_client
     kube.close()
+
+
+class _DroppingServer(_Server):
+    """Keeps its connections so that ``drop()`` can cut them all at once, without a TLS
+    close_notify: what clients of an API server that exits see."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.conns: list[Any] = []
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        self.conns.append(request)
+        super().process_request(request, client_address)
+
+    def drop(self) -> None:
+        self.shutdown()
+        self.server_close()
+        for conn in self.conns:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+            conn.close()
+
+
+def _tls_server(pki: Pki, port: int) -> _DroppingServer:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(pki.server_cert, pki.server_key)
+    httpd = _DroppingServer(("127.0.0.1", port), _Handler)
+    httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return httpd
+
+
+def test_requests_after_the_api_server_restarted(pki: Pki, tmp_path: Path) -> None:
+    """Every kept-alive connection dies with the server; the first request afterwards must not
+    fail (it did, with SSLEOFError, before), nor the ones after it."""
+    first = _tls_server(pki, 0)
+    port = first.server_address[1]
+    kube = Kube.from_config(str(data_config(tmp_path / "config", pki,
+                                            f"https://127.0.0.1:{port}")))
+    try:
+        with ThreadPoolExecutor(4) as pool:  # several connections kept alive at once
+            list(pool.map(lambda i: seen(kube, f"ns{i}"), range(16)))
+        assert kube._transport is not None and len(kube._transport._idle) > 1
+        first.drop()
+        second = _tls_server(pki, port)
+        try:
+            for i in range(3):
+                assert seen(kube, f"after{i}")["path"].endswith(f"after{i}")
+        finally:
+            second.drop()
+    finally:
+        kube.close()
 
 
 # --- in-cluster ----------------------------------------------------------------------------
