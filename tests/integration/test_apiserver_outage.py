@@ -1,0 +1,89 @@
+"""The API server goes away and comes back: the controller rides it out.
+
+A control-plane upgrade or an etcd hiccup takes the API server away for a while -- here for a
+minute. The controller must neither crash nor exit, and afterwards must pick
+up what happened meanwhile by itself: a SealedSecret created after the restart is unsealed, a
+managed Secret deleted after it is restored (the Secret watch reconnected), and the Secret
+written before the outage is not written again (no churn). The sandbox's real kube-apiserver is
+stopped and started again (same etcd, same certificates and ports).
+
+The controller runs without leader election here: a leader that cannot renew its Lease for
+longer than the Lease lasts steps down and exits on purpose (two leaders must never overlap;
+its pod restarts), which is not what this test is about.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import kopf
+import pytest
+
+from sandbox import kube as sandbox_kube
+from sandbox import proc
+from secretsync.kube import Kube
+from tests.integration._controller import wait_for
+from tests.integration.test_sealed_controller import (  # noqa: F401  (fixtures)
+    Start,
+    create,
+    ctl_ns,
+    kube,
+    sa_kubeconfig,
+    seal,
+    start_controller,
+)
+
+pytestmark = pytest.mark.integration
+
+# Longer than kopf's retry budget for one request (1+1+2+3+5+8+13+21 = 54 s): its watch
+# requests then escalate and start over (they do not end the operator, which this shows).
+OUTAGE = sum(kopf.OperatorSettings().networking.error_backoffs) + 6.0
+
+
+@pytest.fixture
+def restart_apiserver(sandbox: Any) -> Iterator[Any]:
+    """``restart()``: stop the sandbox's kube-apiserver, wait OUTAGE s, start it again and
+    wait until it is ready. At teardown it is running whatever happened."""
+
+    def start() -> None:
+        started = sandbox_kube.start_apiserver(sandbox.cfg)
+        proc.wait_until("kube-apiserver", started,
+                        lambda: sandbox_kube.apiserver_healthy(sandbox.cfg), 60)
+
+    def restart() -> None:
+        current = [p for p in proc.recorded() if p.name == "kube-apiserver"]
+        assert current and current[0].alive(), "the sandbox's kube-apiserver is not running"
+        proc.stop(current)
+        time.sleep(OUTAGE)
+        start()
+
+    yield restart
+    if not any(p.name == "kube-apiserver" and p.alive() for p in proc.recorded()):
+        start()
+
+
+def test_controller_rides_out_an_apiserver_restart(
+    kube: Kube, namespace: str, start_controller: Start,  # noqa: F811
+    restart_apiserver: Any,
+) -> None:
+    ctl = start_controller(("--no-leader-elect",))
+    create(kube, seal("before", namespace))
+    before = wait_for(lambda: kube.get_secret(namespace, "before"), 30, "Secret before")
+
+    restart_apiserver()
+
+    create(kube, seal("after", namespace))
+    wait_for(lambda: kube.get_secret(namespace, "after"), 60,
+             "a SealedSecret created after the restart to be unsealed")
+    assert ctl.alive(), ctl.log()[-3000:]
+    assert ctl.ready_state() == "ready"
+    # no churn: the Secret from before the outage was not written again
+    assert kube.get_secret(namespace, "before")["metadata"]["resourceVersion"] == (  # type: ignore[index]
+        before["metadata"]["resourceVersion"])
+
+    kube.delete_secret(namespace, "before")  # the Secret watch must be back
+    wait_for(lambda: kube.get_secret(namespace, "before"), 60,
+             "the deleted Secret to be restored after the restart")
+    assert ctl.alive(), ctl.log()[-3000:]
