@@ -3,9 +3,10 @@
 A control-plane upgrade or an etcd hiccup takes the API server away for a while -- here for a
 minute. The controller must neither crash nor exit, and afterwards must pick
 up what happened meanwhile by itself: a SealedSecret created after the restart is unsealed, a
-managed Secret deleted after it is restored (the Secret watch reconnected), and the Secret
-written before the outage is not written again (no churn). The sandbox's real kube-apiserver is
-stopped and started again (same etcd, same certificates and ports).
+managed Secret deleted after it is restored (the Secret watch reconnected), the Secret
+written before the outage is not written again (no churn), and an ExternalSecret brings a
+value rotated in Vault after the outage (its refresh timer survived). The sandbox's real
+kube-apiserver is stopped and started again (same etcd, same certificates and ports).
 
 The controller runs without leader election here: a leader that cannot renew its Lease for
 longer than the Lease lasts steps down and exits on purpose (two leaders must never overlap;
@@ -15,7 +16,9 @@ its pod restarts), which is not what this test is about.
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import kopf
@@ -25,6 +28,7 @@ from sandbox import kube as sandbox_kube
 from sandbox import proc
 from secretsync.kube import Kube
 from tests.integration._controller import wait_for
+from tests.integration._external import MARK, sandbox_world
 from tests.integration.test_sealed_controller import (  # noqa: F401  (fixtures)
     Start,
     create,
@@ -43,14 +47,25 @@ OUTAGE = sum(kopf.OperatorSettings().networking.error_backoffs) + 6.0
 
 
 @pytest.fixture
-def restart_apiserver(sandbox: Any) -> Iterator[Any]:
+def restart_apiserver(sandbox: Any, kube: Kube) -> Iterator[Any]:  # noqa: F811
     """``restart()``: stop the sandbox's kube-apiserver, wait OUTAGE s, start it again and
-    wait until it is ready. At teardown it is running whatever happened."""
+    wait until it is ready -- and until the controller-manager works again (its informers
+    back off up to 30 s after an outage; later tests need, e.g., each new namespace's
+    ``default`` ServiceAccount). At teardown it is running whatever happened."""
 
     def start() -> None:
         started = sandbox_kube.start_apiserver(sandbox.cfg)
         proc.wait_until("kube-apiserver", started,
                         lambda: sandbox_kube.apiserver_healthy(sandbox.cfg), 60)
+        probe = f"outage-probe-{uuid.uuid4().hex[:6]}"
+        kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": probe}})
+        try:
+            wait_for(lambda: kube.request("GET", f"/api/v1/namespaces/{probe}/serviceaccounts",
+                                          query={"fieldSelector": "metadata.name=default"}
+                                          ).get("items"),
+                     120, "the controller-manager to work again after the restart")
+        finally:
+            kube.request("DELETE", f"/api/v1/namespaces/{probe}")
 
     def restart() -> None:
         current = [p for p in proc.recorded() if p.name == "kube-apiserver"]
@@ -66,14 +81,24 @@ def restart_apiserver(sandbox: Any) -> Iterator[Any]:
 
 def test_controller_rides_out_an_apiserver_restart(
     kube: Kube, namespace: str, start_controller: Start,  # noqa: F811
-    restart_apiserver: Any,
+    restart_apiserver: Any, sandbox: Any, vault_mount: str, tmp_path: Path,
 ) -> None:
+    # an ExternalSecret refreshed every second from the sandbox's OpenBao, beside the sealed
+    world = sandbox_world(sandbox, kube, namespace, vault_mount, tmp_path)
+    world.apply_store()
+    world.put("db", {"password": f"v1-{MARK}"})
+    world.apply_es("db", {"refreshInterval": "1s", "data": [
+        {"secretKey": "password", "remoteRef": {"key": "db", "property": "password"}}]})
     ctl = start_controller(("--no-leader-elect",))
     create(kube, seal("before", namespace))
     before = wait_for(lambda: kube.get_secret(namespace, "before"), 30, "Secret before")
+    world.wait_data("db", {"password": f"v1-{MARK}".encode()})
 
     restart_apiserver()
 
+    # rotated in the backend after the outage: the refresh timers still run
+    world.put("db", {"password": f"v2-{MARK}"})
+    world.wait_data("db", {"password": f"v2-{MARK}".encode()}, timeout=60)
     create(kube, seal("after", namespace))
     wait_for(lambda: kube.get_secret(namespace, "after"), 60,
              "a SealedSecret created after the restart to be unsealed")
@@ -87,3 +112,5 @@ def test_controller_rides_out_an_apiserver_restart(
     wait_for(lambda: kube.get_secret(namespace, "before"), 60,
              "the deleted Secret to be restored after the restart")
     assert ctl.alive(), ctl.log()[-3000:]
+    world.wait_ready("db")
+    assert MARK not in ctl.log()
