@@ -50,8 +50,8 @@ OUTAGE = sum(kopf.OperatorSettings().networking.error_backoffs) + 6.0
 def restart_apiserver(sandbox: Any, kube: Kube) -> Iterator[Any]:  # noqa: F811
     """``restart()``: stop the sandbox's kube-apiserver, wait OUTAGE s, start it again and
     wait until it is ready -- and until the controller-manager works again (its informers
-    back off up to 30 s after an outage; later tests need, e.g., each new namespace's
-    ``default`` ServiceAccount). At teardown it is running whatever happened."""
+    back off up to ~60 s, 30 s jittered, after an outage; later tests need, e.g., each new
+    namespace's ``default`` ServiceAccount). At teardown it is running whatever happened."""
 
     def start() -> None:
         started = sandbox_kube.start_apiserver(sandbox.cfg)
@@ -63,7 +63,7 @@ def restart_apiserver(sandbox: Any, kube: Kube) -> Iterator[Any]:  # noqa: F811
             wait_for(lambda: kube.request("GET", f"/api/v1/namespaces/{probe}/serviceaccounts",
                                           query={"fieldSelector": "metadata.name=default"}
                                           ).get("items"),
-                     120, "the controller-manager to work again after the restart")
+                     180, "the controller-manager to work again after the restart")
         finally:
             kube.request("DELETE", f"/api/v1/namespaces/{probe}")
 
