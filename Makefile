@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: venv lint test unit dev dev-down demo bench clean
+.PHONY: venv lint test unit test-lowest dev dev-down demo bench clean
 
 venv: $(VENV)/.installed
 
@@ -26,6 +26,20 @@ test: lint
 
 unit: venv
 	$(BIN)/pytest tests/unit
+
+# The declared lower bounds hold: every direct runtime dependency at the lowest version
+# pyproject.toml allows (uv's lowest-direct resolution; pip has none), then the unit tests.
+LOWEST := .lowest
+test-lowest: venv
+	rm -rf $(LOWEST) && $(PYTHON) -m venv $(LOWEST)
+	$(BIN)/uv pip compile --quiet pyproject.toml --extra all --resolution lowest-direct \
+		--python-version 3.11 -o $(LOWEST)/requirements.txt
+	$(BIN)/uv pip install --quiet --python $(LOWEST)/bin/python -r $(LOWEST)/requirements.txt \
+		pytest pytest-asyncio hypothesis
+	$(BIN)/uv pip install --quiet --python $(LOWEST)/bin/python --no-deps -e .
+	grep -E '^(kopf|kubernetes|boto3|hvac|google-cloud-secret-manager|azure-keyvault-secrets)==' \
+		$(LOWEST)/requirements.txt | tr '\n' ' '; echo
+	$(LOWEST)/bin/python -m pytest -q -p no:cacheprovider tests/unit
 
 dev: venv
 	$(BIN)/python -m sandbox up

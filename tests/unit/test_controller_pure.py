@@ -129,3 +129,23 @@ def test_concurrent_key_reloads_never_leave_a_listed_key_out(
     manager.reload()  # while the first is still parsing the key
     assert len(manager.registry) == 1
     first.join()
+
+
+def test_kopf_settings_filter_the_secret_watch_on_the_server() -> None:
+    """Only Secrets we manage reach the controller (the API server filters the watch); kopf
+    posts no Events of its own and keeps no diff-base copy of objects (for a Secret that would
+    be its data). Needs kopf >= 1.45 (the declared bound; ``make test-lowest`` runs this)."""
+    import argparse
+
+    import kopf
+
+    from secretsync import api
+    from secretsync.controller.main import _settings
+
+    settings = _settings(argparse.Namespace())
+    secrets = settings.watching.label_selectors.collect(kopf.Resource("", "v1", "secrets"))
+    assert secrets == [f"{api.LABEL_MANAGED_BY}={api.MANAGED_BY_VALUE}"]
+    sealed = kopf.Resource(api.GROUP, api.VERSION, api.PLURAL_SEALED)
+    assert settings.watching.label_selectors.collect(sealed) == []
+    assert settings.posting.enabled is False
+    assert settings.persistence.diffbase_storage.fetch(body={"data": {"k": "dg=="}}) is None
