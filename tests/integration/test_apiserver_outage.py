@@ -8,9 +8,10 @@ written before the outage is not written again (no churn), and an ExternalSecret
 value rotated in Vault after the outage (its refresh timer survived). The sandbox's real
 kube-apiserver is stopped and started again (same etcd, same certificates and ports).
 
-The controller runs without leader election here: a leader that cannot renew its Lease for
-longer than the Lease lasts steps down and exits on purpose (two leaders must never overlap;
-its pod restarts), which is not what this test is about.
+The controller under test runs without leader election: a leader that cannot renew its Lease
+steps down and exits on purpose (two leaders must never overlap; its pod restarts). A second,
+leader-elected controller of another namespace checks exactly that: it exits 1 with one log
+line and no traceback, and started again it becomes the leader.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import pytest
 
 from sandbox import kube as sandbox_kube
 from sandbox import proc
+from sandbox.demo import ControllerProcess
 from secretsync.kube import Kube
 from tests.integration._controller import wait_for
 from tests.integration._external import MARK, sandbox_world
@@ -79,9 +81,19 @@ def restart_apiserver(sandbox: Any, kube: Kube) -> Iterator[Any]:  # noqa: F811
         start()
 
 
+@pytest.fixture
+def leader_namespace(kube: Kube) -> Iterator[str]:  # noqa: F811
+    """A second namespace for the leader-elected controller (one controller per namespace)."""
+    name = f"t-outage-leader-{uuid.uuid4().hex[:6]}"
+    kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    yield name
+    kube.request("DELETE", f"/api/v1/namespaces/{name}")
+
+
 def test_controller_rides_out_an_apiserver_restart(
     kube: Kube, namespace: str, start_controller: Start,  # noqa: F811
     restart_apiserver: Any, sandbox: Any, vault_mount: str, tmp_path: Path,
+    leader_namespace: str, ctl_ns: str, sa_kubeconfig: Path,  # noqa: F811
 ) -> None:
     # an ExternalSecret refreshed every second from the sandbox's OpenBao, beside the sealed
     world = sandbox_world(sandbox, kube, namespace, vault_mount, tmp_path)
@@ -90,6 +102,17 @@ def test_controller_rides_out_an_apiserver_restart(
     world.apply_es("db", {"refreshInterval": "1s", "data": [
         {"secretKey": "password", "remoteRef": {"key": "db", "property": "password"}}]})
     ctl = start_controller(("--no-leader-elect",))
+    # beside it, a leader-elected controller (the deploy/ default) of its own namespace
+    leader_name = f"outage-{uuid.uuid4().hex[:6]}"
+
+    def leader(n: int) -> ControllerProcess:
+        return ControllerProcess(
+            sa_kubeconfig, controller_namespace=ctl_ns, namespace=leader_namespace,
+            log_path=tmp_path / f"leader-{n}.log", extra=("--controller-name", leader_name),
+        ).start()
+
+    first_leader = leader(0)
+    first_leader.wait_ready(60)
     create(kube, seal("before", namespace))
     before = wait_for(lambda: kube.get_secret(namespace, "before"), 30, "Secret before")
     world.wait_data("db", {"password": f"v1-{MARK}".encode()})
@@ -114,3 +137,15 @@ def test_controller_rides_out_an_apiserver_restart(
     assert ctl.alive(), ctl.log()[-3000:]
     world.wait_ready("db")
     assert MARK not in ctl.log()
+
+    # The leader could not renew its Lease: it stepped down and exited 1 (its pod restarts),
+    # in one log line, no traceback; started again, it takes the Lease and is ready.
+    assert first_leader.popen is not None and first_leader.popen.poll() == 1, (
+        first_leader.log()[-3000:])
+    log = first_leader.log()
+    assert "stepping down" in log and "Traceback" not in log, log[-3000:]
+    second_leader = leader(1)
+    try:
+        second_leader.wait_ready(60)
+    finally:
+        second_leader.stop()
