@@ -312,11 +312,16 @@ def _one_run(kube: Any, sb: Any, keys: list[SealingKey], nkeys: int, objects: in
     for d in docs:
         if d["kind"] in ("Namespace", "ClusterRole", "ClusterRoleBinding"):
             kube.delete_object(d)
-    # the namespace controller deleting 1,000 objects must not load the next run
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and (kube.get_namespace(ns) or kube.get_namespace(ctl_ns)):
-        time.sleep(0.5)
+    wait_gone(kube, ns, ctl_ns)
     return run
+
+
+def wait_gone(kube: Any, *namespaces: str, longest: float = 300.0) -> None:
+    """Wait until deleted namespaces are gone: the namespace controller deleting 1,000 objects
+    must not load what is measured next."""
+    deadline = time.monotonic() + longest
+    while time.monotonic() < deadline and any(kube.get_namespace(n) for n in namespaces):
+        time.sleep(0.5)
 
 
 def quiet(pids: list[int], limit: float = 0.05, longest: float = 60.0) -> None:
@@ -330,6 +335,7 @@ def quiet(pids: list[int], limit: float = 0.05, longest: float = 60.0) -> None:
             return
 
 
+SANDBOX_SERVERS = (b"kube-apiserver", b"/etcd", b"kube-controller-manager")
 _LAST_CORE = max(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 0
 
 
@@ -353,8 +359,7 @@ def dedicated_core(keys: list[SealingKey], objects: int, runs: int,
 
     sb = launcher.running() or launcher.up()
     kube = Kube.from_config(str(sb.kubeconfig))
-    everyone = apiserver_pids(paths.STATE, (b"kube-apiserver", b"/etcd",
-                                            b"kube-controller-manager"))
+    everyone = apiserver_pids(paths.STATE, SANDBOX_SERVERS)
     all_cores = set(os.sched_getaffinity(0))
     others = all_cores - {_LAST_CORE}
     items = objects * ITEMS_PER_OBJECT
@@ -423,9 +428,7 @@ def api_write_costs(kube: Any, n: int) -> dict[str, float]:
             list(pool.map(fn, owners))
             costs[name] = (sum(cpu_seconds(p) for p in servers) - before) / n
     kube.request("DELETE", f"/api/v1/namespaces/{ns}")
-    deadline = time.monotonic() + 300  # its deletion must not load what is measured next
-    while time.monotonic() < deadline and kube.get_namespace(ns):
-        time.sleep(0.5)
+    wait_gone(kube, ns)
     return costs
 
 
@@ -444,6 +447,7 @@ def cluster(keys: list[SealingKey], objects: int, ceiling_rate: float, runs: int
     apply_crds(kube)
     items = objects * ITEMS_PER_OBJECT
     totals: dict[int, list[float]] = {1: [], len(keys): []}
+    everyone = apiserver_pids(paths.STATE, SANDBOX_SERVERS)
     # 1 key and 12 keys alternate: drift over the runs (the sandbox's store grows, the
     # machine is shared) then weighs on both alike instead of on whichever ran last
     for _ in range(runs):
@@ -451,11 +455,10 @@ def cluster(keys: list[SealingKey], objects: int, ceiling_rate: float, runs: int
             # The ceiling again, right before this run: the machine is shared and its load
             # changes; the best figure seen so far is the (conservative) reference.
             ceiling_rate = max(ceiling_rate, ceiling(keys[0], 400))
-            quiet(apiserver_pids(paths.STATE, (b"kube-apiserver", b"/etcd",
-                                               b"kube-controller-manager")))
+            quiet(everyone)
             r = _one_run(kube, sb, keys, nkeys, objects, controller_args)
             totals[nkeys].append(r.total)
-            c = r.cpu
+            c, rsa = r.cpu, items / ceiling_rate * CORES
             print(f"  {nkeys:2d} key(s): cold start -> {objects} Secrets synced in "
                   f"{r.total:5.2f}s: {items / r.total:5.0f} items/s = "
                   f"{100 * items / r.total / ceiling_rate:4.1f}% of the RSA ceiling "
@@ -466,9 +469,7 @@ def cluster(keys: list[SealingKey], objects: int, ceiling_rate: float, runs: int
             print(f"           CPU until the last Secret: controller {c['controller']:.1f}s "
                   f"(event loop {c['loop']:.1f}s), kube-apiserver+etcd {c['server']:.1f}s, "
                   f"kube-controller-manager {c['kcm']:.1f}s, bench {c['bench']:.1f}s, of "
-                  f"{CORES * r.total:.1f} core-seconds; RSA alone "
-                  f"{items / ceiling_rate * CORES:.1f}")
-            rsa = items / ceiling_rate * CORES
+                  f"{CORES * r.total:.1f} core-seconds; RSA alone {rsa:.1f}")
             others = c["server"] + c["kcm"] + c["bench"]
             print(f"           controller CPU besides RSA: "
                   f"{1000 * (c['controller'] - rsa) / objects:.2f} ms per object; with what the "
