@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -141,12 +141,15 @@ class ControllerProcess:
             self.argv += ["--namespace", namespace]
         self.popen: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> ControllerProcess:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        env.pop("KUBECONFIG", None)  # only the explicit one
+    def start(self, *, cwd: Path = REPO, env: Mapping[str, str] | None = None
+              ) -> ControllerProcess:
+        """Start ``argv``; ``env`` replaces this process's environment (e.g. an image's)."""
+        full = dict(os.environ if env is None else env)
+        full["PYTHONUNBUFFERED"] = "1"
+        full.pop("KUBECONFIG", None)  # only the explicit one
         with open(self.log_path, "ab") as log:
             self.popen = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT,
-                                          env=env, cwd=REPO, start_new_session=True)
+                                          env=full, cwd=cwd, start_new_session=True)
         return self
 
     def http(self, path: str, data: bytes | None = None) -> tuple[int, bytes]:

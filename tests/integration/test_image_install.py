@@ -19,28 +19,25 @@ import shutil
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 
+from sandbox.demo import ControllerProcess
 from secretsync import api
 from secretsync.kube import Kube
-from tests.integration._controller import free_port, wait_for
-from tests.integration.test_sealed_controller import (
-    SA,
+from tests.integration._controller import wait_for
+from tests.integration.test_sealed_controller import (  # noqa: F401  (fixtures)
     VALUE,
     create,
-    install_controller_namespace,
+    ctl_ns,
+    kube,
+    sa_kubeconfig,
     seal,
-    uninstall,
 )
-from tests.keypairs import keypair
 
 pytestmark = pytest.mark.integration
 
@@ -174,47 +171,27 @@ def test_entrypoint_starts_outside_the_repository(image: Image, tmp_path: Path) 
     assert probe.returncode == 0, probe.stderr[-2000:]
 
 
-@pytest.fixture
-def ctl_ns(k8s: Any, crds: list[str], sandbox: Any) -> Iterator[str]:
-    kube = Kube.from_config(str(sandbox.kubeconfig))
-    ns, cleanup = install_controller_namespace(kube, [keypair(0).key])
-    yield ns
-    uninstall(kube, cleanup)
-
-
 def test_installed_controller_unseals_with_the_deployment_args(
-    image: Image, sandbox: Any, namespace: str, ctl_ns: str, token_kubeconfig: Any,
-    tmp_path: Path,
+    image: Image, kube: Kube, namespace: str, ctl_ns: str,  # noqa: F811
+    sa_kubeconfig: Path, tmp_path: Path,  # noqa: F811
 ) -> None:
     """ENTRYPOINT + the Deployment's args (``$(POD_NAMESPACE)`` filled in), as the
     ServiceAccount, from a directory outside the repository with the image's ENV; only the
     connection (a kubeconfig instead of the in-cluster token), the watched namespace and the
     port are added."""
-    kube = Kube.from_config(str(sandbox.kubeconfig))
-    kubeconfig = token_kubeconfig(ctl_ns, SA, tmp_path / "kubeconfig")
     deployment = yaml.safe_load((REPO / "deploy" / "deployment.yaml").read_text())
     args = [a.replace("$(POD_NAMESPACE)", ctl_ns)
             for a in deployment["spec"]["template"]["spec"]["containers"][0]["args"]]
-    port = free_port()
-    argv = [str(image.bin / image.dockerfile.entrypoint[0]), *args, "--kubeconfig",
-            str(kubeconfig), "--namespace", namespace, "--http-host", "127.0.0.1",
-            "--http-port", str(port), "--controller-name", f"img-{uuid.uuid4().hex[:6]}"]
+    ctl = ControllerProcess(sa_kubeconfig, controller_namespace=ctl_ns,
+                            log_path=tmp_path / "controller.log")
+    ctl.argv = [str(image.bin / image.dockerfile.entrypoint[0]), *args, "--kubeconfig",
+                str(sa_kubeconfig), "--namespace", namespace, "--http-host", "127.0.0.1",
+                "--http-port", str(ctl.port), "--controller-name", f"img-{uuid.uuid4().hex[:6]}"]
     run_dir = tmp_path / "cwd"
     run_dir.mkdir()
-    log_path = tmp_path / "controller.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(argv, cwd=run_dir, env=image.env(), stdout=log,
-                                stderr=subprocess.STDOUT)
+    ctl.start(cwd=run_dir, env=image.env())
     try:
-        def ready() -> bool:
-            assert proc.poll() is None, log_path.read_text()[-3000:]
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
-                    return bool(r.read().strip() == b"ready")  # not "standby": the Lease won
-            except OSError:
-                return False
-
-        wait_for(ready, 60, "the installed controller to be ready")
+        ctl.wait_ready(60)  # "ready", not "standby": the Lease won
         create(kube, seal("from-image", namespace))
         secret = wait_for(lambda: kube.get_secret(namespace, "from-image"), 30,
                           "the Secret unsealed by the installed controller")
@@ -222,10 +199,9 @@ def test_installed_controller_unseals_with_the_deployment_args(
         refs = secret["metadata"]["ownerReferences"]
         assert refs[0]["kind"] == api.KIND_SEALED and refs[0]["controller"] is True
     finally:
-        proc.terminate()
         started = time.monotonic()
-        code = proc.wait(timeout=20)
-    log_text = log_path.read_text()
+        code = ctl.stop(timeout=20)
+    log_text = ctl.log()
     assert code == 0 and time.monotonic() - started < 5, log_text[-3000:]
     assert VALUE not in log_text
     lines = [ln for ln in log_text.splitlines() if ln.strip()]
