@@ -14,6 +14,7 @@ import contextlib
 import importlib
 import logging
 import os
+import signal
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -181,6 +182,50 @@ async def _main(args: argparse.Namespace) -> int:
         set_runtime(None)
 
 
+async def _initial_sync(rt: Any, args: argparse.Namespace, listed: list[dict[str, Any]],
+                        keeper: asyncio.Task[Any] | None) -> int | None:
+    """Every listed SealedSecret reconciled before kopf starts (``sealed_start``). Returns None
+    to go on, or the exit code when stopped meanwhile: SIGTERM/SIGINT (kopf's own signal
+    handling is not installed yet) -> 0, lost leadership -> 1."""
+    from secretsync.controller.sealed_start import initial_sync
+
+    if not listed:
+        return None
+    loop = asyncio.get_running_loop()
+    stop: asyncio.Future[int] = loop.create_future()
+
+    def _on_signal(signum: int) -> None:
+        if not stop.done():
+            stop.set_result(signum)
+
+    signals = (signal.SIGTERM, signal.SIGINT)
+    for signum in signals:
+        loop.add_signal_handler(signum, _on_signal, signum)
+    sync = asyncio.create_task(initial_sync(rt, args.namespace, listed), name="initial-sync")
+    waiters: set[asyncio.Future[Any]] = {sync, stop}
+    if keeper is not None:
+        waiters.add(keeper)
+    try:
+        done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for signum in signals:
+            loop.remove_signal_handler(signum)
+        if not sync.done():
+            sync.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sync
+    if sync in done:
+        if not sync.cancelled() and sync.exception() is not None:  # a bug: kopf catches up
+            log.error("initial sync failed: %s", type(sync.exception()).__name__)
+        return None
+    if keeper is not None and keeper in done:
+        rt.is_leader = False
+        log.error("lost leadership; exiting so the pod restarts as a standby")
+        return 1
+    log.info("stopped during the initial sync")
+    return 0
+
+
 def _no_diffbase() -> Any:
     """kopf deep-copies every object on every event to diff it against a stored copy; only
     change handlers (on.create/update/...) use that diff and we register none (event handlers
@@ -268,19 +313,21 @@ def _register(args: argparse.Namespace) -> Any:
 
 
 async def _operate(args: argparse.Namespace, rt: Any, elector: Any) -> int:
-    from secretsync.controller import sealed
+    from secretsync.controller import sealed, sealed_start
 
-    # the decryption starts while kopf is being imported and started (see sealed.prefetch)
-    # (submitted now: the imports below hold the event loop)
+    # the decryption starts while kopf is being imported (sealed_start.prefetch, submitted
+    # now: the imports below hold the event loop); every listed object is then reconciled
+    # before kopf starts (sealed_start.initial_sync)
     early = asyncio.get_running_loop().run_in_executor(
-        rt.pool, sealed.prefetch, rt, args.namespace,
+        rt.pool, sealed_start.prefetch, rt, args.namespace,
         sealed.sealed_groups(bool(args.bitnami_compat)))
     _import_kopf_without_kubernetes()
     import kopf
 
     registry = _register(args)
-    await asyncio.to_thread(sealed.seed_index, rt, args.namespace)
-    log.debug("prefetch: %d SealedSecrets queued", await early)
+    await asyncio.to_thread(sealed_start.seed_index, rt, args.namespace)
+    listed = await early
+    log.debug("prefetch: %d SealedSecrets queued", len(listed))
     ready = asyncio.Event()
     namespaces = [args.namespace] if args.namespace else []
     from secretsync.controller.sealed import background_workers, requeue_failed
@@ -299,21 +346,25 @@ async def _operate(args: argparse.Namespace, rt: Any, elector: Any) -> int:
         asyncio.create_task(background_workers(), name="background"),
     ]
     keeper = asyncio.create_task(elector.keep(), name="lease") if elector else None
-    operator = asyncio.create_task(kopf.operator(
-        registry=registry,
-        settings=_settings(args),
-        standalone=True,
-        clusterwide=not namespaces,
-        namespaces=namespaces,
-        # no stop_flag: kopf leaves its waiter for it hanging after a signal (a 5 s stop);
-        # on lost leadership the operator task is cancelled instead.
-        ready_flag=ready,
-    ), name="kopf")
-
-    waiters: set[asyncio.Task[Any]] = {operator}
-    if keeper is not None:
-        waiters.add(keeper)
     try:
+        stopped = await _initial_sync(rt, args, listed, keeper)
+        if stopped is not None:
+            if keeper is not None:
+                keeper.cancel()
+            return stopped
+        operator = asyncio.create_task(kopf.operator(
+            registry=registry,
+            settings=_settings(args),
+            standalone=True,
+            clusterwide=not namespaces,
+            namespaces=namespaces,
+            # no stop_flag: kopf leaves its waiter for it hanging after a signal (a 5 s
+            # stop); on lost leadership the operator task is cancelled instead.
+            ready_flag=ready,
+        ), name="kopf")
+        waiters: set[asyncio.Task[Any]] = {operator}
+        if keeper is not None:
+            waiters.add(keeper)
         done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
     finally:
         for task in background:

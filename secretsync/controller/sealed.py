@@ -78,6 +78,9 @@ _attempts: dict[Ref, int] = {}  # consecutive API-error retries (backoff)
 # (namespace, name) -> the managed Secret as last seen (LIST at start, then the Secret watch)
 _index: dict[tuple[str, str], dict[str, Any]] = {}
 _index_ready = False
+# SealedSecret uid -> resourceVersion reconciled by the initial sync (sealed_start): kopf's
+# listing of that same version is skipped, once
+_synced_at_start: dict[str, str] = {}
 
 
 def _ref(obj: Mapping[str, Any]) -> Ref:
@@ -357,9 +360,13 @@ async def requeue_failed(interval: float) -> None:
 
 async def on_sealed_event(event: Mapping[str, Any], body: Any, **_: Any) -> None:
     obj = _plain(event.get("object", body))
+    meta = obj.get("metadata") or {}
+    if _synced_at_start and _synced_at_start.pop(str(meta.get("uid")), None) == str(
+            meta.get("resourceVersion")) and event.get("type") != "DELETED":
+        return  # kopf's listing of the very version the initial sync reconciled
     if event.get("type") == "DELETED":
-        _cache.pop(str((obj.get("metadata") or {}).get("uid")), None)
-        _prefetched.pop(str((obj.get("metadata") or {}).get("uid")), None)
+        _cache.pop(str(meta.get("uid")), None)
+        _prefetched.pop(str(meta.get("uid")), None)
         get_runtime().retry_on_new_key.discard(_ref(obj))
         _failed.pop(_ref(obj), None)
         _locks.pop((_ref(obj)[1], _ref(obj)[2]), None)
@@ -408,45 +415,42 @@ def _plain(body: Any) -> dict[str, Any]:
     return {k: body[k] for k in body}
 
 
-def prefetch(rt: Runtime, namespace: str | None, groups: Mapping[str, str]) -> int:
-    """Start decrypting every SealedSecret on the pool before kopf runs (sync; returns how
-    many were queued).
+# --- for the initial sync (sealed_start) ------------------------------------------------------
 
-    A cold start spends most of a second importing and starting kopf on one core while the
-    others idle; one LIST now lets the RSA work start at once, and kopf's initial events then
-    find the results (matched by uid and cache key, so an object changed meanwhile is simply
-    decrypted again). Best effort: a failed LIST leaves it all to kopf."""
-    queued = 0
-    for group, version in groups.items():
-        try:
-            items = rt.kube.list_custom(group, version, api.PLURAL_SEALED, namespace)
-        except KubeError as exc:
-            log.debug("no prefetch of %s/%s: %s", group, version, exc.message)
-            continue
-        for obj in items:
-            meta = obj.get("metadata") or {}
-            if meta.get("deletionTimestamp") or not meta.get("uid"):
-                continue
-            try:
-                key = rs.cache_key(obj)
-            except rs.SealFailure:
-                continue  # kopf's event will report it
-            _prefetched[str(meta["uid"])] = (
-                key, rt.pool.submit(rs.unseal, obj, rt.keys.registry))
-            queued += 1
-    return queued
+ref_of = _ref
 
 
-def seed_index(rt: Runtime, namespace: str | None) -> None:
-    """One LIST of the managed Secrets before the watches start (sync)."""
+def decrypt_ahead(rt: Runtime, obj: Mapping[str, Any], key: tuple[Any, ...]) -> None:
+    """Start decrypting ``obj`` on the pool; its reconcile picks the result up (by uid and
+    cache key, so an object changed meanwhile is simply decrypted again)."""
+    uid = str((obj.get("metadata") or {}).get("uid"))
+    _prefetched[uid] = (key, rt.pool.submit(rs.unseal, obj, rt.keys.registry))
+
+
+def replace_index(fresh: Mapping[tuple[str, str], dict[str, Any]]) -> None:
+    """The managed Secrets as just listed replace the index (entries of Secrets deleted
+    meanwhile go)."""
     global _index_ready
-    selector = f"{api.LABEL_MANAGED_BY}={api.MANAGED_BY_VALUE}"
-    for secret in rt.kube.list_secrets(namespace, selector):
-        ref = controller_ref(secret)
-        if ref is not None and ref.get("kind") == api.KIND_SEALED:
-            meta = secret["metadata"]
-            _index[(meta["namespace"], meta["name"])] = secret
+    _index.clear()
+    _index.update(fresh)
     _index_ready = True
+
+
+def mark_synced_at_start(uid: str, resource_version: str) -> None:
+    _synced_at_start[uid] = resource_version
+
+
+def desired_by_uid() -> dict[str, Mapping[str, Any]]:
+    return {uid: cached.desired for uid, cached in _cache.items()}
+
+
+def index() -> Mapping[tuple[str, str], Mapping[str, Any]]:
+    return _index
+
+
+def unsettled() -> set[Ref]:
+    """Objects whose last reconcile failed, or that wait for a retry."""
+    return set(_failed) | _retry_pending
 
 
 def register(registry: Any, *, bitnami: bool = False) -> None:
