@@ -11,7 +11,9 @@ no backlog (the steady state: one object changes) it writes at once.
 
 Per object only the newest status is kept (a newer reconcile replaces a pending one), and a
 status is written under the object's lock, so an older status can never overwrite a newer
-one. Events are kept in order and posted after their object's status. Nothing here holds a
+one. Events are kept in order and posted after their object's status; an Event identical to
+the last one pending for the object is not queued again (a failing object retried before its
+status was written would otherwise post its warning twice). Nothing here holds a
 decrypted value: statuses and Event messages are built from names and reasons only.
 """
 
@@ -88,8 +90,8 @@ class Lane:
             entry.obj = obj
             if status is not None:
                 entry.status = status
-        if event is not None:
-            entry.events.append(event)
+        if event is not None and (not entry.events or entry.events[-1] != event):
+            entry.events.append(event)  # the same Event twice in a row is one (a retry)
         self._has_work.set()
 
     def forget(self, ref: Ref) -> None:

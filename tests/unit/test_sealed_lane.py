@@ -93,6 +93,25 @@ async def test_held_back_while_secrets_are_written_then_newest_status_wins() -> 
     task.cancel()
 
 
+async def test_a_retry_before_the_status_is_written_posts_its_warning_once() -> None:
+    lane, rec, task = await started()
+    warning = ("DecryptFailed", "no key could decrypt item password", True)
+    with lane.working():
+        lane.put(REF, obj("a"), {"n": 1}, warning)
+        lane.put(REF, obj("a"), {"n": 1}, warning)  # the retry, its status not written yet
+        lane.put(OTHER, obj("b"), {"n": 1}, ("Unsealed", "Secret b created", False))
+        lane.put(OTHER, obj("b"), {"n": 2}, warning)
+        lane.put(OTHER, obj("b"), {"n": 3}, ("Unsealed", "Secret b created", False))
+    await settle(lane)
+    events = [w for w in rec.writes if w[0] == "event"]
+    assert events.count(("event", ("a", "DecryptFailed"))) == 1
+    # not a set: a different Event in between keeps both of the same kind, in order
+    assert [e for e in events if e[1][0] == "b"] == [
+        ("event", ("b", "Unsealed")), ("event", ("b", "DecryptFailed")),
+        ("event", ("b", "Unsealed"))]
+    task.cancel()
+
+
 async def test_a_never_ending_backlog_cannot_starve_statuses(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sealed_lane, "MAX_DEFER", 0.2)
