@@ -183,14 +183,14 @@ async def _main(args: argparse.Namespace) -> int:
 
 
 async def _initial_sync(rt: Any, args: argparse.Namespace, listed: list[dict[str, Any]],
-                        keeper: asyncio.Task[Any] | None) -> int | None:
-    """Every listed SealedSecret reconciled before kopf starts (``sealed_start``). Returns None
-    to go on, or the exit code when stopped meanwhile: SIGTERM/SIGINT (kopf's own signal
-    handling is not installed yet) -> 0, lost leadership -> 1."""
+                        keeper: asyncio.Task[Any] | None) -> str:
+    """Every listed SealedSecret reconciled before kopf starts (``sealed_start``). Returns
+    "synced" to go on, "signal" after SIGTERM/SIGINT (kopf's own signal handling is not
+    installed yet) or "lost" when the Lease was lost meanwhile; the sync is cancelled then."""
     from secretsync.controller.sealed_start import initial_sync
 
     if not listed:
-        return None
+        return "synced"
     loop = asyncio.get_running_loop()
     stop: asyncio.Future[int] = loop.create_future()
 
@@ -217,13 +217,11 @@ async def _initial_sync(rt: Any, args: argparse.Namespace, listed: list[dict[str
     if sync in done:
         if not sync.cancelled() and sync.exception() is not None:  # a bug: kopf catches up
             log.error("initial sync failed: %s", type(sync.exception()).__name__)
-        return None
+        return "synced"
     if keeper is not None and keeper in done:
-        rt.is_leader = False
-        log.error("lost leadership; exiting so the pod restarts as a standby")
-        return 1
+        return "lost"
     log.info("stopped during the initial sync")
-    return 0
+    return "signal"
 
 
 def _tune_gc() -> None:
@@ -358,41 +356,33 @@ async def _operate(args: argparse.Namespace, rt: Any, elector: Any) -> int:
         asyncio.create_task(background_workers(), name="background"),
     ]
     keeper = asyncio.create_task(elector.keep(), name="lease") if elector else None
+    operator: asyncio.Task[Any] | None = None
     try:
-        stopped = await _initial_sync(rt, args, listed, keeper)
-        if stopped is not None:
+        outcome = await _initial_sync(rt, args, listed, keeper)
+        if outcome == "signal":
             if keeper is not None:
                 keeper.cancel()
-            return stopped
-        _import_kopf_without_kubernetes()
-        import kopf
-
-        registry = _register(args)
-        _tune_gc()
-        operator = asyncio.create_task(kopf.operator(
-            registry=registry,
-            settings=_settings(args),
-            standalone=True,
-            clusterwide=not namespaces,
-            namespaces=namespaces,
-            # no stop_flag: kopf leaves its waiter for it hanging after a signal (a 5 s
-            # stop); on lost leadership the operator task is cancelled instead.
-            ready_flag=ready,
-        ), name="kopf")
-        waiters: set[asyncio.Task[Any]] = {operator}
-        if keeper is not None:
-            waiters.add(keeper)
-        done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            return 0
+        lost = outcome == "lost"
+        if not lost:
+            operator = _start_operator(args, ready, namespaces)
+            waiters: set[asyncio.Task[Any]] = {operator}
+            if keeper is not None:
+                waiters.add(keeper)
+            done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            lost = keeper is not None and keeper in done
     finally:
         for task in background:
             task.cancel()
-    if keeper is not None and keeper in done:
+    if lost:
         rt.is_leader = False
-        operator.cancel()
-        with contextlib.suppress(BaseException):
-            await asyncio.wait_for(operator, timeout=10)
+        if operator is not None:
+            operator.cancel()
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(operator, timeout=10)
         log.error("lost leadership; exiting so the pod restarts as a standby")
         return 1
+    assert operator is not None
     if keeper is not None:
         keeper.cancel()
     exc = None if operator.cancelled() else operator.exception()
@@ -400,3 +390,23 @@ async def _operate(args: argparse.Namespace, rt: Any, elector: Any) -> int:
         log.error("operator stopped: %s", type(exc).__name__)
         return 1
     return 0
+
+
+def _start_operator(args: argparse.Namespace, ready: asyncio.Event,
+                    namespaces: list[str]) -> asyncio.Task[Any]:
+    """Import kopf (only now: see ``_operate``), register the handlers, start the operator."""
+    _import_kopf_without_kubernetes()
+    import kopf
+
+    registry = _register(args)
+    _tune_gc()
+    return asyncio.create_task(kopf.operator(
+        registry=registry,
+        settings=_settings(args),
+        standalone=True,
+        clusterwide=not namespaces,
+        namespaces=namespaces,
+        # no stop_flag: kopf leaves its waiter for it hanging after a signal (a 5 s stop);
+        # on lost leadership the operator task is cancelled instead.
+        ready_flag=ready,
+    ), name="kopf")

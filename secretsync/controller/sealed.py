@@ -361,17 +361,19 @@ async def requeue_failed(interval: float) -> None:
 async def on_sealed_event(event: Mapping[str, Any], body: Any, **_: Any) -> None:
     obj = _plain(event.get("object", body))
     meta = obj.get("metadata") or {}
-    if _synced_at_start and _synced_at_start.pop(str(meta.get("uid")), None) == str(
-            meta.get("resourceVersion")) and event.get("type") != "DELETED":
-        return  # kopf's listing of the very version the initial sync reconciled
+    uid = str(meta.get("uid"))
+    synced_version = _synced_at_start.pop(uid, None) if _synced_at_start else None
     if event.get("type") == "DELETED":
-        _cache.pop(str(meta.get("uid")), None)
-        _prefetched.pop(str(meta.get("uid")), None)
-        get_runtime().retry_on_new_key.discard(_ref(obj))
-        _failed.pop(_ref(obj), None)
-        _locks.pop((_ref(obj)[1], _ref(obj)[2]), None)
-        lane().forget(_ref(obj))
+        ref = _ref(obj)
+        _cache.pop(uid, None)
+        _prefetched.pop(uid, None)
+        get_runtime().retry_on_new_key.discard(ref)
+        _failed.pop(ref, None)
+        _locks.pop((ref[1], ref[2]), None)
+        lane().forget(ref)
         return  # the Secret goes with it: ownerReference garbage collection
+    if synced_version == str(meta.get("resourceVersion")):
+        return  # kopf's listing of the very version the initial sync reconciled
     await reconcile(obj)
 
 

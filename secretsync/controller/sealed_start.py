@@ -40,10 +40,10 @@ def prefetch(rt: Runtime, namespace: str | None,
     """List the SealedSecrets and start decrypting each on the pool (sync, in a thread);
     returns the objects queued, for ``initial_sync``.
 
-    Started before kopf is even imported: that import holds one core for a good part of a
-    second while the others would idle. Best effort: a failed LIST (e.g. the Bitnami CRD not
-    installed) leaves those objects to kopf, as does an object whose spec cannot be read
-    (kopf's event reports it)."""
+    Started first thing after the keys are loaded (kopf is imported only after the initial
+    sync), so the RSA work has every core from the start. Best effort: a failed LIST (e.g.
+    the Bitnami CRD not installed) leaves those objects to kopf, as does an object whose spec
+    cannot be read (kopf's event reports it)."""
     queued: list[dict[str, Any]] = []
     for group, version in groups.items():
         try:
@@ -86,7 +86,8 @@ def to_restore(listed: Iterable[Mapping[str, Any]],
     ``desired``: SealedSecret uid -> the Secret it should have (known for every object that
     decrypted); ``index``: the managed Secrets as just listed; ``unsettled``: objects whose
     reconcile failed or is due for a retry -- those keep their own retry and their condition
-    (reconciling them again here could post their warning twice)."""
+    (their Secret is missing or foreign by design: reconciling them here would only repeat
+    the failure)."""
     refs = []
     for obj in listed:
         ref = sealed.ref_of(obj)
@@ -104,8 +105,6 @@ async def initial_sync(rt: Runtime, namespace: str | None,
                        listed: list[dict[str, Any]]) -> None:
     """Reconcile ``listed`` (from ``prefetch``), then restore what changed meanwhile.
     Never raises but for cancellation (a stop, or lost leadership)."""
-    if not listed:
-        return
     started = time.perf_counter()
     for obj in listed:
         meta = obj.get("metadata") or {}

@@ -42,15 +42,15 @@ class Writes(threading.Thread):
     """Counts watch events per object name (``(type, name) -> n``; existing objects come
     first as ADDED); ``on_event`` may act on them (the test's deletion)."""
 
-    def __init__(self, k8s: Any, path: str, selector: str = "",
+    def __init__(self, k8s: Any, ns: str, kind: str, selector: str = "",
                  on_event: Any = None) -> None:
         super().__init__(daemon=True)
         from kubernetes import watch
 
-        self.k8s, self.path, self.selector, self.on_event = k8s, path, selector, on_event
+        self.k8s, self.ns, self.kind, self.selector, self.on_event = (
+            k8s, ns, kind, selector, on_event)
         self.counts: collections.Counter[tuple[str, str]] = collections.Counter()
         self.watch = watch.Watch()
-        self.ns = ""
         self.stopped = False
         self.error: Exception | None = None
 
@@ -58,7 +58,7 @@ class Writes(threading.Thread):
         from kubernetes import client
 
         def lister(**kw: Any) -> Any:
-            if self.path == "secrets":
+            if self.kind == "secrets":
                 return client.CoreV1Api(self.k8s).list_namespaced_secret(
                     self.ns, label_selector=self.selector, **kw)
             return client.CustomObjectsApi(self.k8s).list_namespaced_custom_object(
@@ -76,8 +76,7 @@ class Writes(threading.Thread):
             if not self.stopped:
                 self.error = exc
 
-    def follow(self, ns: str) -> Writes:
-        self.ns = ns
+    def started(self) -> Writes:
         self.start()
         return self
 
@@ -85,7 +84,7 @@ class Writes(threading.Thread):
         """Stop; the watch must have run without error until now (the counts depend on it)."""
         self.stopped = True
         self.watch.stop()
-        assert self.error is None, f"watch of {self.path} failed: {self.error!r}"
+        assert self.error is None, f"watch of {self.kind} failed: {self.error!r}"
 
 
 def events_by(kube: Kube, ns: str) -> collections.Counter[tuple[str, str]]:  # noqa: F811
@@ -105,8 +104,8 @@ def test_cold_start_writes_each_secret_status_and_event_once_and_restart_nothing
     for i in range(n):
         create(kube, seal(f"s{i}", namespace))
     create(kube, seal("bad", namespace, key=keypair(1).key))  # no such key: DecryptFailed
-    sealed_writes = Writes(k8s, "sealed").follow(namespace)
-    secret_writes = Writes(k8s, "secrets", MANAGED).follow(namespace)
+    sealed_writes = Writes(k8s, namespace, "sealed").started()
+    secret_writes = Writes(k8s, namespace, "secrets", MANAGED).started()
     time.sleep(0.5)  # both watches established before the controller starts
     ctl = start_controller()
     try:
@@ -150,7 +149,7 @@ def test_secret_deleted_during_the_initial_sync_is_restored(
             deleted.set()
             kube.delete_secret(namespace, "s0")
 
-    writes = Writes(k8s, "secrets", MANAGED, on_event=delete_first).follow(namespace)
+    writes = Writes(k8s, namespace, "secrets", MANAGED, on_event=delete_first).started()
     time.sleep(0.5)
     try:
         ctl = start_controller(wait=False)
