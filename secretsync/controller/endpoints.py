@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 from typing import Any
 
 from aiohttp import web
@@ -115,15 +116,12 @@ def make_app(rt: Runtime) -> web.Application:
     return app
 
 
-async def start(rt: Runtime, host: str, port: int) -> web.AppRunner:
+async def start(rt: Runtime, sock: socket.socket) -> web.AppRunner:
+    """Serve the endpoints on ``sock`` (bound by the caller, so a busy port fails before
+    this module is even imported)."""
     runner = web.AppRunner(make_app(rt), access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    try:
-        await site.start()
-    except OSError as exc:
-        await runner.cleanup()
-        raise SecretSyncError(f"cannot serve HTTP on {host}:{port}: {exc.strerror or exc}",
-                              reason="HttpPortUnavailable") from None
+    await web.SockSite(runner, sock).start()
+    host, port = sock.getsockname()[:2]
     log.info("HTTP endpoints on %s:%d (/metrics /healthz /readyz /v1/cert.pem)", host, port)
     return runner

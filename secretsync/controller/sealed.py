@@ -321,10 +321,22 @@ async def reconcile_ref(ref: Ref, *, restored: bool = False) -> None:
         log.warning("cannot read %s %s/%s: %s", ref[0], ref[1], ref[2], exc.message)
         _schedule_retry(ref)
         return
-    if obj is None:
+    if obj is None:  # deleted (maybe while no watch ran): forget what it decrypted to
         _failed.pop(ref, None)
+        for uid in [u for u, c in _cache.items()
+                    if _secret_ref(c.desired) == ref]:
+            del _cache[uid]
         return
     await reconcile(obj, restored=restored)
+
+
+def _secret_ref(secret: Mapping[str, Any]) -> Ref | None:
+    """The SealedSecret a (desired) Secret belongs to, from its controller ownerReference."""
+    owner = controller_ref(secret)
+    if owner is None:
+        return None
+    return (str(owner.get("apiVersion")), str((secret.get("metadata") or {}).get("namespace")),
+            str(owner.get("name")))
 
 
 def _schedule_retry(ref: Ref) -> None:
@@ -419,7 +431,7 @@ def _plain(body: Any) -> dict[str, Any]:
 
 # --- for the initial sync (sealed_start) ------------------------------------------------------
 
-ref_of = _ref
+secret_ref = _secret_ref
 
 
 def decrypt_ahead(rt: Runtime, obj: Mapping[str, Any], key: tuple[Any, ...]) -> None:
@@ -444,6 +456,12 @@ def mark_synced_at_start(uid: str, resource_version: str) -> None:
 
 def desired_by_uid() -> dict[str, Mapping[str, Any]]:
     return {uid: cached.desired for uid, cached in _cache.items()}
+
+
+def forget_secret(ref: Ref) -> None:
+    """Drop the index entry of ``ref``'s Secret (same namespace and name): its next
+    reconcile reads the Secret from the API server."""
+    _index.pop((ref[1], ref[2]), None)
 
 
 def index() -> Mapping[tuple[str, str], Mapping[str, Any]]:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from secretsync import api
@@ -64,9 +64,8 @@ def prefetch(rt: Runtime, namespace: str | None,
     return queued
 
 
-def seed_index(rt: Runtime, namespace: str | None) -> None:
-    """One LIST of the managed Secrets (sync, in a thread): before the initial sync, and again
-    after it (dropping Secrets deleted meanwhile)."""
+def list_managed(rt: Runtime, namespace: str | None) -> dict[tuple[str, str], dict[str, Any]]:
+    """The Secrets we manage for SealedSecrets, by (namespace, name): one LIST (sync)."""
     selector = f"{api.LABEL_MANAGED_BY}={api.MANAGED_BY_VALUE}"
     fresh: dict[tuple[str, str], dict[str, Any]] = {}
     for secret in rt.kube.list_secrets(namespace, selector):
@@ -74,31 +73,73 @@ def seed_index(rt: Runtime, namespace: str | None) -> None:
         if ref is not None and ref.get("kind") == api.KIND_SEALED:
             meta = secret["metadata"]
             fresh[(meta["namespace"], meta["name"])] = secret
-    sealed.replace_index(fresh)
+    return fresh
 
 
-def to_restore(listed: Iterable[Mapping[str, Any]],
-               desired: Mapping[str, Mapping[str, Any]],
-               index: Mapping[tuple[str, str], Mapping[str, Any]],
+def seed_index(rt: Runtime, namespace: str | None) -> None:
+    """One LIST of the managed Secrets replaces the index (sync, in a thread): before the
+    initial sync, and again after it (dropping Secrets deleted meanwhile)."""
+    sealed.replace_index(list_managed(rt, namespace))
+
+
+def to_restore(desired: Mapping[str, Mapping[str, Any]],
+               listed: Mapping[tuple[str, str], Mapping[str, Any]],
                unsettled: set[sealed.Ref]) -> list[sealed.Ref]:
-    """Pure: the objects whose Secret is gone or no longer as desired after the initial sync.
+    """Pure: the SealedSecrets whose Secret is gone or no longer as desired.
 
     ``desired``: SealedSecret uid -> the Secret it should have (known for every object that
-    decrypted); ``index``: the managed Secrets as just listed; ``unsettled``: objects whose
-    reconcile failed or is due for a retry -- those keep their own retry and their condition
-    (their Secret is missing or foreign by design: reconciling them here would only repeat
-    the failure)."""
+    decrypted; its controller ownerReference names the SealedSecret); ``listed``: the managed
+    Secrets as just listed; ``unsettled``: objects whose reconcile failed or is due for a
+    retry -- those keep their own retry and their condition (their Secret is missing or
+    foreign by design: reconciling them here would only repeat the failure)."""
     refs = []
-    for obj in listed:
-        ref = sealed.ref_of(obj)
-        want = desired.get(str((obj.get("metadata") or {}).get("uid")))
-        if want is None or ref in unsettled:
+    for want in desired.values():
+        ref = sealed.secret_ref(want)
+        if ref is None or ref in unsettled:
             continue
-        where = (want["metadata"]["namespace"], want["metadata"]["name"])
-        have = index.get(where)
+        meta = want["metadata"]
+        have = listed.get((meta["namespace"], meta["name"]))
         if have is None or plan_secret(have, dict(want)).action != "none":
             refs.append(ref)
     return refs
+
+
+async def resync(rt: Runtime, namespace: str | None) -> int:
+    """Restore every managed Secret that is gone or changed although no watch event said so
+    (one LIST, compared with what each SealedSecret decrypted to); returns how many.
+
+    Why: a watch cannot report a deletion it never saw -- a Secret deleted between the
+    initial sync's last LIST and kopf's own first LIST of Secrets, or while a watch was
+    re-established after an API-server outage. Nothing is written when all is in sync. The
+    index entry of each such Secret is dropped first, so the reconcile reads the Secret for
+    real (a create answered 409 re-reads it) instead of trusting the index."""
+    listed = await asyncio.to_thread(list_managed, rt, namespace)
+    refs = to_restore(sealed.desired_by_uid(), listed, sealed.unsettled())
+    log.debug("resync: %d managed Secrets listed, %d to restore", len(listed), len(refs))
+    for ref in refs:
+        log.info("Secret of %s %s/%s is gone or changed (resync); restoring it",
+                 ref[0], ref[1], ref[2])
+        sealed.forget_secret(ref)
+        await sealed.reconcile_ref(ref, restored=True)
+    return len(refs)
+
+
+async def resync_loop(rt: Runtime, namespace: str | None, ready: asyncio.Event,
+                      first_after: float, interval: float) -> None:
+    """``resync`` ``first_after`` seconds after kopf started (its watches have listed by
+    then: closes the hand-off from the initial sync), then every ``interval`` seconds
+    (0: only that first one). An API error waits for the next round."""
+    await ready.wait()
+    delay = first_after
+    while True:
+        await asyncio.sleep(delay)
+        try:
+            await resync(rt, namespace)
+        except KubeError as exc:
+            log.warning("resync of managed Secrets failed: %s", exc.message)
+        if interval <= 0:
+            return
+        delay = interval
 
 
 async def initial_sync(rt: Runtime, namespace: str | None,
@@ -115,7 +156,7 @@ async def initial_sync(rt: Runtime, namespace: str | None,
     except KubeError as exc:  # the index stays as our writes left it; the watch takes over
         log.warning("initial sync: cannot list the managed Secrets again: %s", exc.message)
         return
-    refs = to_restore(listed, sealed.desired_by_uid(), sealed.index(), sealed.unsettled())
+    refs = to_restore(sealed.desired_by_uid(), sealed.index(), sealed.unsettled())
     for ref in refs:
         log.info("Secret of %s %s/%s changed during the initial sync; restoring it",
                  ref[0], ref[1], ref[2])

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+from pathlib import Path
 
 import pytest
 
 from secretsync.controller.keyring import parse_cutoff, renewal_due
 from secretsync.controller.leader import can_acquire
-from secretsync.controller.main import _duration
+from secretsync.controller.main import _bind_http, _duration
 from secretsync.errors import SecretSyncError
 
 NOW = dt.datetime(2026, 6, 1, 12, 0, 0, tzinfo=dt.UTC)
@@ -149,3 +150,29 @@ def test_kopf_settings_filter_the_secret_watch_on_the_server() -> None:
     assert settings.watching.label_selectors.collect(sealed) == []
     assert settings.posting.enabled is False
     assert settings.persistence.diffbase_storage.fetch(body={"data": {"k": "dg=="}}) is None
+
+
+def test_a_busy_http_port_stops_the_start_with_one_line_before_connecting(
+        tmp_path: Path) -> None:
+    """The endpoints' socket is bound first (aiohttp is imported later, off the critical
+    path): a busy port fails at once -- before any kubeconfig is read -- with exit 1, one
+    line naming the address, and no traceback."""
+    import socket
+    import subprocess
+    import sys
+
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        port = busy.getsockname()[1]
+        with pytest.raises(SecretSyncError) as err:
+            _bind_http("127.0.0.1", port)
+        assert err.value.reason == "HttpPortUnavailable"
+        proc = subprocess.run(
+            [sys.executable, "-m", "secretsync", "controller", "--http-host", "127.0.0.1",
+             "--http-port", str(port), "--kubeconfig", str(tmp_path / "absent")],
+            capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    out = proc.stdout + proc.stderr
+    assert f"cannot serve HTTP on 127.0.0.1:{port}" in out, out
+    assert "Traceback" not in out and "absent" not in out, out
+    with _bind_http("127.0.0.1", port) as sock:  # free again: bound, non-blocking
+        assert sock.getsockname()[1] == port and not sock.getblocking()
