@@ -67,13 +67,17 @@ async def start_external(**_: Any) -> None:
     eng = Engine(rt.kube, hash_key=hash_key, workers=workers, window=window)
     eng.start()
     rt.extra[_KEY] = eng
+    rt.resyncers.append(eng.resync)
     log.info("ExternalSecret engine started (%d workers)", workers)
 
 
 @kopf.on.cleanup()
 async def stop_external(**_: Any) -> None:
-    eng = get_runtime().extra.pop(_KEY, None)
+    rt = get_runtime()
+    eng = rt.extra.pop(_KEY, None)
     if isinstance(eng, Engine):
+        if eng.resync in rt.resyncers:
+            rt.resyncers.remove(eng.resync)
         await eng.stop()
 
 

@@ -106,7 +106,8 @@ class Engine(SyncMixin):
             entry.failures = 0
             self._enqueue(key, entry, "spec changed")
 
-    def on_secret(self, type_: str | None, secret: dict[str, Any]) -> None:
+    def on_secret(self, type_: str | None, secret: dict[str, Any]) -> bool:
+        """A managed Secret's watch event; True when it enqueued a repair of its owner."""
         meta = secret.get("metadata") or {}
         skey: Key = (str(meta.get("namespace")), str(meta.get("name")))
         owner = (meta.get("annotations") or {}).get(rx.ANN_OWNER) or next(
@@ -122,26 +123,44 @@ class Engine(SyncMixin):
         else:
             self.secrets[skey] = secret
         if not owner:
-            return
+            return False
         key: Key = (skey[0], str(owner))
         entry = self.entries.get(key)
         if entry is None:
-            return
+            return False
         try:
             spec = parse_spec(entry.body)
         except InvalidInput:
-            return
+            return False
         if spec.target_name != skey[1]:
-            return
+            return False
         ann = (meta.get("annotations") or {}).get(api.ANN_DATA_HASH)
         if entry.pending_hash and ann == entry.pending_hash and type_ != "DELETED":
-            return  # the event of our own write, arriving before the write call returned
+            return False  # the event of our own write, arriving before the write call returned
         why = rx.drift(
             None if type_ == "DELETED" else secret, spec, self._view(entry), hash_key=self.hash_key
         )
-        if why:
-            log.info("ExternalSecret %s/%s: %s; repairing", key[0], key[1], why)
-            self._enqueue(key, entry, f"drift: {why}")
+        if not why:
+            return False
+        log.info("ExternalSecret %s/%s: %s; repairing", key[0], key[1], why)
+        self._enqueue(key, entry, f"drift: {why}")
+        return True
+
+    async def resync(self, listed: Mapping[Key, dict[str, Any]]) -> int:
+        """Replay what the Secret watch would have said (``controller.resync``): a Secret we
+        know that ``listed`` (every managed Secret, just listed) no longer shows was deleted
+        unseen; one it shows at another resourceVersion changed unseen. Each goes through
+        ``on_secret`` as its watch event would have -- a drift is repaired, nothing else is
+        written. Returns how many repairs that enqueued."""
+        repairs = 0
+        for skey, secret in list(self.secrets.items()):
+            if skey not in listed:
+                repairs += self.on_secret("DELETED", secret)
+        for skey, secret in listed.items():
+            known = self.secrets.get(skey)
+            if known is None or _rv(known) != _rv(secret):
+                repairs += self.on_secret("MODIFIED", secret)
+        return repairs
 
     def on_store(self, kind: str, type_: str | None, obj: dict[str, Any]) -> None:
         meta = obj.get("metadata") or {}
@@ -281,3 +300,7 @@ class Engine(SyncMixin):
     def _done(self, key: Key, entry: Entry, spec: ExternalSpec | None) -> None:
         entry.failures = 0
         self._schedule(key, entry, self._next_due(entry, entry.body, spec, just_synced=True))
+
+
+def _rv(obj: Mapping[str, Any]) -> object:
+    return (obj.get("metadata") or {}).get("resourceVersion")

@@ -381,7 +381,9 @@ def _register(args: argparse.Namespace) -> Any:
 
 
 async def _operate(args: argparse.Namespace, rt: Any, elector: Any) -> int:
-    from secretsync.controller import sealed, sealed_start
+    from secretsync.controller import resync, sealed, sealed_start
+
+    rt.resyncers.append(sealed_start.restore)
 
     # The decryption starts at once (sealed_start.prefetch) and every listed object is
     # reconciled (sealed_start.initial_sync) before kopf is even imported: its import and
@@ -409,7 +411,7 @@ async def _operate(args: argparse.Namespace, rt: Any, elector: Any) -> int:
         asyncio.create_task(rt.keys.run_background(), name="keys"),
         asyncio.create_task(requeue_failed(float(args.retry_interval)), name="requeue"),
         asyncio.create_task(background_workers(), name="background"),
-        asyncio.create_task(sealed_start.resync_loop(
+        asyncio.create_task(resync.resync_loop(
             rt, args.namespace, ready, RESYNC_AFTER_START, float(args.resync_interval)),
             name="resync"),
     ]

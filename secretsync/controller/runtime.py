@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from secretsync.kube import Kube
 
 T = TypeVar("T")
+Resyncer = Callable[[Mapping[tuple[str, str], dict[str, Any]]], Awaitable[int]]
 
 
 @dataclass
@@ -31,6 +32,9 @@ class Runtime:
     is_leader: bool = False
     operator_ready: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    # engines that compare the managed Secrets, as one LIST shows them, with what they expect
+    # and repair the difference (``controller.resync``); each returns how many it repaired
+    resyncers: list[Resyncer] = field(default_factory=list)
 
 
 _RUNTIME: Runtime | None = None

@@ -27,6 +27,7 @@ from typing import Any
 
 from secretsync import api
 from secretsync.controller import sealed
+from secretsync.controller.resync import list_managed
 from secretsync.controller.runtime import Runtime
 from secretsync.errors import KubeError
 from secretsync.reconcile import sealed as rs
@@ -64,22 +65,21 @@ def prefetch(rt: Runtime, namespace: str | None,
     return queued
 
 
-def list_managed(rt: Runtime, namespace: str | None) -> dict[tuple[str, str], dict[str, Any]]:
-    """The Secrets we manage for SealedSecrets, by (namespace, name): one LIST (sync)."""
-    selector = f"{api.LABEL_MANAGED_BY}={api.MANAGED_BY_VALUE}"
-    fresh: dict[tuple[str, str], dict[str, Any]] = {}
-    for secret in rt.kube.list_secrets(namespace, selector):
+def sealed_owned(listed: Mapping[tuple[str, str], dict[str, Any]]
+                 ) -> dict[tuple[str, str], dict[str, Any]]:
+    """Pure: the Secrets of ``listed`` whose controller is a SealedSecret."""
+    out = {}
+    for where, secret in listed.items():
         ref = controller_ref(secret)
         if ref is not None and ref.get("kind") == api.KIND_SEALED:
-            meta = secret["metadata"]
-            fresh[(meta["namespace"], meta["name"])] = secret
-    return fresh
+            out[where] = secret
+    return out
 
 
 def seed_index(rt: Runtime, namespace: str | None) -> None:
     """One LIST of the managed Secrets replaces the index (sync, in a thread): before the
     initial sync, and again after it (dropping Secrets deleted meanwhile)."""
-    sealed.replace_index(list_managed(rt, namespace))
+    sealed.replace_index(sealed_owned(list_managed(rt.kube, namespace)))
 
 
 def to_restore(desired: Mapping[str, Mapping[str, Any]],
@@ -104,42 +104,18 @@ def to_restore(desired: Mapping[str, Mapping[str, Any]],
     return refs
 
 
-async def resync(rt: Runtime, namespace: str | None) -> int:
-    """Restore every managed Secret that is gone or changed although no watch event said so
-    (one LIST, compared with what each SealedSecret decrypted to); returns how many.
-
-    Why: a watch cannot report a deletion it never saw -- a Secret deleted between the
-    initial sync's last LIST and kopf's own first LIST of Secrets, or while a watch was
-    re-established after an API-server outage. Nothing is written when all is in sync. The
-    index entry of each such Secret is dropped first, so the reconcile reads the Secret for
-    real (a create answered 409 re-reads it) instead of trusting the index."""
-    listed = await asyncio.to_thread(list_managed, rt, namespace)
-    refs = to_restore(sealed.desired_by_uid(), listed, sealed.unsettled())
-    log.debug("resync: %d managed Secrets listed, %d to restore", len(listed), len(refs))
+async def restore(listed: Mapping[tuple[str, str], dict[str, Any]]) -> int:
+    """The SealedSecret engine's part of a resync (``controller.resync``): restore every
+    Secret of ours that ``listed`` (all managed Secrets, just listed) shows gone or no longer
+    as desired; returns how many. The index entry of each is dropped first, so the reconcile
+    reads the Secret for real (a create answered 409 re-reads it) instead of trusting it."""
+    refs = to_restore(sealed.desired_by_uid(), sealed_owned(listed), sealed.unsettled())
     for ref in refs:
         log.info("Secret of %s %s/%s is gone or changed (resync); restoring it",
                  ref[0], ref[1], ref[2])
         sealed.forget_secret(ref)
         await sealed.reconcile_ref(ref, restored=True)
     return len(refs)
-
-
-async def resync_loop(rt: Runtime, namespace: str | None, ready: asyncio.Event,
-                      first_after: float, interval: float) -> None:
-    """``resync`` ``first_after`` seconds after kopf started (its watches have listed by
-    then: closes the hand-off from the initial sync), then every ``interval`` seconds
-    (0: only that first one). An API error waits for the next round."""
-    await ready.wait()
-    delay = first_after
-    while True:
-        await asyncio.sleep(delay)
-        try:
-            await resync(rt, namespace)
-        except KubeError as exc:
-            log.warning("resync of managed Secrets failed: %s", exc.message)
-        if interval <= 0:
-            return
-        delay = interval
 
 
 async def initial_sync(rt: Runtime, namespace: str | None,

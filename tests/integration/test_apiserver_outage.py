@@ -3,7 +3,8 @@
 A control-plane upgrade or an etcd hiccup takes the API server away for a while -- here for a
 minute. The controller must neither crash nor exit, and afterwards must pick
 up what happened meanwhile by itself: a SealedSecret created after the restart is unsealed, a
-managed Secret deleted after it is restored (the Secret watch reconnected), the Secret
+managed Secret deleted after it is restored (the Secret watch reconnected), Secrets deleted
+during the outage -- which no watch reports -- are restored by the resync, the Secret
 written before the outage is not written again (no churn), and an ExternalSecret brings a
 value rotated in Vault after the outage (its refresh timer survived). The sandbox's real
 kube-apiserver is stopped and started again (same etcd, same certificates and ports).
@@ -16,9 +17,12 @@ line and no traceback, and started again it becomes the leader.
 
 from __future__ import annotations
 
+import base64
+import json
 import time
+import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -69,16 +73,30 @@ def restart_apiserver(sandbox: Any, kube: Kube) -> Iterator[Any]:  # noqa: F811
         finally:
             kube.request("DELETE", f"/api/v1/namespaces/{probe}")
 
-    def restart() -> None:
+    def restart(during: Callable[[], None] | None = None) -> None:
+        """``during`` runs while the API server is away (e.g. writes straight to etcd)."""
         current = [p for p in proc.recorded() if p.name == "kube-apiserver"]
         assert current and current[0].alive(), "the sandbox's kube-apiserver is not running"
         proc.stop(current)
-        time.sleep(OUTAGE)
+        began = time.monotonic()
+        if during is not None:
+            during()
+        time.sleep(max(0.0, OUTAGE - (time.monotonic() - began)))
         start()
 
     yield restart
     if not any(p.name == "kube-apiserver" and p.alive() for p in proc.recorded()):
         start()
+
+
+def delete_in_etcd(sandbox: Any, namespace: str, name: str) -> None:
+    """Delete a Secret behind the API server's back -- as another API server replica would
+    while ours is away: no watch of ours ever reports it."""
+    key = base64.b64encode(f"/registry/secrets/{namespace}/{name}".encode()).decode()
+    req = urllib.request.Request(f"{sandbox.cfg['etcd_url']}/v3/kv/deleterange",
+                                 data=json.dumps({"key": key}).encode(), method="POST")
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        assert json.load(resp).get("deleted") == "1", f"Secret {namespace}/{name} not in etcd"
 
 
 @pytest.fixture
@@ -101,7 +119,10 @@ def test_controller_rides_out_an_apiserver_restart(
     world.put("db", {"password": f"v1-{MARK}"})
     world.apply_es("db", {"refreshInterval": "1s", "data": [
         {"secretKey": "password", "remoteRef": {"key": "db", "property": "password"}}]})
-    ctl = start_controller(("--no-leader-elect",))
+    world.put("steady", {"token": f"s1-{MARK}"})  # never rotated: no refresh rewrites it
+    world.apply_es("steady", {"refreshInterval": "1h", "data": [
+        {"secretKey": "token", "remoteRef": {"key": "steady", "property": "token"}}]})
+    ctl = start_controller(("--no-leader-elect", "--resync-interval", "5"))
     # beside it, a leader-elected controller (the deploy/ default) of its own namespace
     leader_name = f"outage-{uuid.uuid4().hex[:6]}"
 
@@ -116,8 +137,20 @@ def test_controller_rides_out_an_apiserver_restart(
     create(kube, seal("before", namespace))
     before = wait_for(lambda: kube.get_secret(namespace, "before"), 30, "Secret before")
     world.wait_data("db", {"password": f"v1-{MARK}".encode()})
+    create(kube, seal("unseen", namespace))
+    wait_for(lambda: kube.get_secret(namespace, "unseen"), 30, "Secret unseen")
+    world.wait_data("steady", {"token": f"s1-{MARK}".encode()})
 
-    restart_apiserver()
+    # two managed Secrets deleted while our API server is away: the watches list again
+    # afterwards and never see a DELETED event -- the resync (every 5 s here) restores them
+    restart_apiserver(during=lambda: [delete_in_etcd(sandbox, namespace, n)
+                                      for n in ("unseen", "steady")])
+    wait_for(lambda: kube.get_secret(namespace, "unseen"), 60,
+             "the SealedSecret's Secret deleted during the outage to be restored")
+    world.wait_data("steady", {"token": f"s1-{MARK}".encode()}, timeout=60)
+    log = ctl.log()
+    assert "unseen is gone or changed (resync); restoring it" in log, log[-3000:]
+    assert f"ExternalSecret {namespace}/steady: target Secret deleted; repairing" in log
 
     # rotated in the backend after the outage: the refresh timers still run
     world.put("db", {"password": f"v2-{MARK}"})
