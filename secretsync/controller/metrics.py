@@ -37,3 +37,11 @@ SECRETS_RESTORED = Counter(
 )
 KEY_COUNT = Gauge("secretsync_sealing_keys", "Sealing keys currently loaded.")
 IS_LEADER = Gauge("secretsync_leader", "1 while this replica holds the leadership Lease.")
+RESYNCS = Counter(
+    "secretsync_resyncs_total",
+    "Resyncs of the managed Secrets (one LIST compared with what each engine expects).",
+)
+RESYNC_REPAIRS = Counter(
+    "secretsync_resync_repairs_total",
+    "Managed Secrets a resync found gone or changed although no watch event said so.",
+)

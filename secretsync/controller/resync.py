@@ -20,6 +20,7 @@ import logging
 from typing import Any
 
 from secretsync import api
+from secretsync.controller import metrics
 from secretsync.controller.runtime import Runtime
 from secretsync.errors import KubeError
 from secretsync.kube import Kube
@@ -45,6 +46,8 @@ async def resync_once(rt: Runtime, namespace: str | None) -> int:
     repaired = 0
     for resyncer in list(rt.resyncers):
         repaired += await resyncer(listed)
+    metrics.RESYNCS.inc()
+    metrics.RESYNC_REPAIRS.inc(repaired)
     log.debug("resync: %d managed Secrets listed, %d to restore", len(listed), repaired)
     return repaired
 

@@ -151,6 +151,10 @@ def test_controller_rides_out_an_apiserver_restart(
     log = ctl.log()
     assert "unseen is gone or changed (resync); restoring it" in log, log[-3000:]
     assert f"ExternalSecret {namespace}/steady: target Secret deleted; repairing" in log
+    _, text = ctl.http("/metrics")
+    repairs = [ln for ln in text.decode().splitlines()
+               if ln.startswith("secretsync_resync_repairs_total ")]
+    assert repairs and float(repairs[0].split()[1]) >= 2, repairs
 
     # rotated in the backend after the outage: the refresh timers still run
     world.put("db", {"password": f"v2-{MARK}"})
