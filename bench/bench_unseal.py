@@ -272,7 +272,7 @@ def _one_run(kube: Any, sb: Any, keys: list[SealingKey], nkeys: int, objects: in
     if pin:  # the controller alone on the last core; everything else on the others
         ctl.argv = ["taskset", "-c", str(_LAST_CORE), *ctl.argv]
     secrets_seen = Watcher(kube, f"/api/v1/namespaces/{ns}/secrets",
-                           f"{api.LABEL_MANAGED_BY}={api.MANAGED_BY_VALUE}",
+                           api.MANAGED_SELECTOR,
                            lambda obj: True, objects)
     statuses_seen = Watcher(kube, f"/apis/{api.GROUP}/{api.VERSION}/namespaces/{ns}/"
                             f"{api.PLURAL_SEALED}", "", _synced, objects)

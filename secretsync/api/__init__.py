@@ -32,6 +32,8 @@ BITNAMI_ANN_NAMESPACE_WIDE = "sealedsecrets.bitnami.com/namespace-wide"
 ANN_MANAGED = f"{GROUP}/managed"  # "true" hands a pre-existing Secret over to us
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGED_BY_VALUE = "secretsync"
+# the label selector of every Secret we manage: the Secret watch and the resync's LIST
+MANAGED_SELECTOR = f"{LABEL_MANAGED_BY}={MANAGED_BY_VALUE}"
 ANN_DATA_HASH = f"{GROUP}/data-hash"
 ANN_FORCE_SYNC = f"{GROUP}/force-sync"
 # The ExternalSecret data hash is an HMAC under a key only the controller holds: Secret

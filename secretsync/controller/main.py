@@ -337,8 +337,7 @@ def _settings(args: argparse.Namespace) -> Any:
         prefix="kopf.secretsync.io")
     settings.persistence.diffbase_storage = _no_diffbase()
     # Server-side filter: the Secret watch only ever sees Secrets we manage.
-    settings.watching.label_selectors["v1", "secrets"] = (
-        f"{api.LABEL_MANAGED_BY}={api.MANAGED_BY_VALUE}")
+    settings.watching.label_selectors["v1", "secrets"] = api.MANAGED_SELECTOR
     # a clean stop takes well under a second; pending retries may hold kopf up to 5 s
     settings.process.ultimate_exiting_timeout = 15
     return settings

@@ -32,9 +32,8 @@ Listed = dict[tuple[str, str], dict[str, Any]]
 
 def list_managed(kube: Kube, namespace: str | None) -> Listed:
     """Every Secret labelled as ours, by (namespace, name): one LIST (sync)."""
-    selector = f"{api.LABEL_MANAGED_BY}={api.MANAGED_BY_VALUE}"
     out: Listed = {}
-    for secret in kube.list_secrets(namespace, selector):
+    for secret in kube.list_secrets(namespace, api.MANAGED_SELECTOR):
         meta = secret.get("metadata") or {}
         out[(str(meta.get("namespace")), str(meta.get("name")))] = secret
     return out

@@ -335,8 +335,12 @@ def _secret_ref(secret: Mapping[str, Any]) -> Ref | None:
     owner = controller_ref(secret)
     if owner is None:
         return None
-    return (str(owner.get("apiVersion")), str((secret.get("metadata") or {}).get("namespace")),
-            str(owner.get("name")))
+    return _owner_ref(owner, (secret.get("metadata") or {}).get("namespace"))
+
+
+def _owner_ref(owner: Mapping[str, Any], namespace: object) -> Ref:
+    """A controller ownerReference of a Secret in ``namespace`` as the owner's Ref."""
+    return (str(owner.get("apiVersion")), str(namespace), str(owner.get("name")))
 
 
 def _schedule_retry(ref: Ref) -> None:
@@ -412,7 +416,7 @@ async def on_secret_event(event: Mapping[str, Any], body: Any, **_: Any) -> None
                 return  # initial listing: the SealedSecret's own initial event covers it
         elif plan_secret(secret, cached.desired).action == "none":
             return  # our own write, or an unrelated change we do not track
-    owner_ref: Ref = (str(ref.get("apiVersion")), str(meta.get("namespace")), str(ref.get("name")))
+    owner_ref = _owner_ref(ref, meta.get("namespace"))
     log.info("Secret %s/%s was %s; restoring it from its SealedSecret",
              meta.get("namespace"), meta.get("name"),
              "deleted" if kind == "DELETED" else "changed")

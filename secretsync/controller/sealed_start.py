@@ -110,12 +110,18 @@ async def restore(listed: Mapping[tuple[str, str], dict[str, Any]]) -> int:
     as desired; returns how many. The index entry of each is dropped first, so the reconcile
     reads the Secret for real (a create answered 409 re-reads it) instead of trusting it."""
     refs = to_restore(sealed.desired_by_uid(), sealed_owned(listed), sealed.unsettled())
-    for ref in refs:
-        log.info("Secret of %s %s/%s is gone or changed (resync); restoring it",
-                 ref[0], ref[1], ref[2])
-        sealed.forget_secret(ref)
-        await sealed.reconcile_ref(ref, restored=True)
+    await _restore_each(refs, "is gone or changed (resync)", reread=True)
     return len(refs)
+
+
+async def _restore_each(refs: list[sealed.Ref], why: str, *, reread: bool) -> None:
+    """Reconcile each of ``refs`` as a restore, one after the other; ``reread``: drop its
+    index entry first (the index may be stale; after ``seed_index`` it is not)."""
+    for ref in refs:
+        log.info("Secret of %s %s/%s %s; restoring it", ref[0], ref[1], ref[2], why)
+        if reread:
+            sealed.forget_secret(ref)
+        await sealed.reconcile_ref(ref, restored=True)
 
 
 async def initial_sync(rt: Runtime, namespace: str | None,
@@ -132,10 +138,7 @@ async def initial_sync(rt: Runtime, namespace: str | None,
     except KubeError as exc:  # the index stays as our writes left it; the watch takes over
         log.warning("initial sync: cannot list the managed Secrets again: %s", exc.message)
         return
-    refs = to_restore(sealed.desired_by_uid(), sealed.index(), sealed.unsettled())
-    for ref in refs:
-        log.info("Secret of %s %s/%s changed during the initial sync; restoring it",
-                 ref[0], ref[1], ref[2])
-        await sealed.reconcile_ref(ref, restored=True)
+    await _restore_each(to_restore(sealed.desired_by_uid(), sealed.index(), sealed.unsettled()),
+                        "changed during the initial sync", reread=False)
     log.info("initial sync: %d SealedSecrets in %.1fs", len(listed),
              time.perf_counter() - started)

@@ -35,15 +35,7 @@ from sandbox.demo import ControllerProcess
 from secretsync.kube import Kube
 from tests.integration._controller import wait_for
 from tests.integration._external import MARK, sandbox_world
-from tests.integration.test_sealed_controller import (  # noqa: F401  (fixtures)
-    Start,
-    create,
-    ctl_ns,
-    kube,
-    sa_kubeconfig,
-    seal,
-    start_controller,
-)
+from tests.integration.test_sealed_controller import Start, create, metric, seal
 
 pytestmark = pytest.mark.integration
 
@@ -53,7 +45,7 @@ OUTAGE = sum(kopf.OperatorSettings().networking.error_backoffs) + 6.0
 
 
 @pytest.fixture
-def restart_apiserver(sandbox: Any, kube: Kube) -> Iterator[Any]:  # noqa: F811
+def restart_apiserver(sandbox: Any, kube: Kube) -> Iterator[Any]:
     """``restart()``: stop the sandbox's kube-apiserver, wait OUTAGE s, start it again and
     wait until it is ready -- and until the controller-manager works again (its informers
     back off up to ~60 s, 30 s jittered, after an outage; later tests need, e.g., each new
@@ -100,7 +92,7 @@ def delete_in_etcd(sandbox: Any, namespace: str, name: str) -> None:
 
 
 @pytest.fixture
-def leader_namespace(kube: Kube) -> Iterator[str]:  # noqa: F811
+def leader_namespace(kube: Kube) -> Iterator[str]:
     """A second namespace for the leader-elected controller (one controller per namespace)."""
     name = f"t-outage-leader-{uuid.uuid4().hex[:6]}"
     kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
@@ -109,9 +101,9 @@ def leader_namespace(kube: Kube) -> Iterator[str]:  # noqa: F811
 
 
 def test_controller_rides_out_an_apiserver_restart(
-    kube: Kube, namespace: str, start_controller: Start,  # noqa: F811
+    kube: Kube, namespace: str, start_controller: Start,
     restart_apiserver: Any, sandbox: Any, vault_mount: str, tmp_path: Path,
-    leader_namespace: str, ctl_ns: str, sa_kubeconfig: Path,  # noqa: F811
+    leader_namespace: str, ctl_ns: str, sa_kubeconfig: Path,
 ) -> None:
     # an ExternalSecret refreshed every second from the sandbox's OpenBao, beside the sealed
     world = sandbox_world(sandbox, kube, namespace, vault_mount, tmp_path)
@@ -151,10 +143,7 @@ def test_controller_rides_out_an_apiserver_restart(
     log = ctl.log()
     assert "unseen is gone or changed (resync); restoring it" in log, log[-3000:]
     assert f"ExternalSecret {namespace}/steady: target Secret deleted; repairing" in log
-    _, text = ctl.http("/metrics")
-    repairs = [ln for ln in text.decode().splitlines()
-               if ln.startswith("secretsync_resync_repairs_total ")]
-    assert repairs and float(repairs[0].split()[1]) >= 2, repairs
+    assert metric(ctl, "secretsync_resync_repairs_total") >= 2
 
     # rotated in the backend after the outage: the refresh timers still run
     world.put("db", {"password": f"v2-{MARK}"})

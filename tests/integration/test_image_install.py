@@ -30,14 +30,7 @@ from sandbox.demo import ControllerProcess
 from secretsync import api
 from secretsync.kube import Kube
 from tests.integration._controller import wait_for
-from tests.integration.test_sealed_controller import (  # noqa: F401  (fixtures)
-    VALUE,
-    create,
-    ctl_ns,
-    kube,
-    sa_kubeconfig,
-    seal,
-)
+from tests.integration.test_sealed_controller import VALUE, create, seal
 
 pytestmark = pytest.mark.integration
 
@@ -172,8 +165,8 @@ def test_entrypoint_starts_outside_the_repository(image: Image, tmp_path: Path) 
 
 
 def test_installed_controller_unseals_with_the_deployment_args(
-    image: Image, kube: Kube, namespace: str, ctl_ns: str,  # noqa: F811
-    sa_kubeconfig: Path, tmp_path: Path,  # noqa: F811
+    image: Image, kube: Kube, namespace: str, ctl_ns: str,
+    sa_kubeconfig: Path, tmp_path: Path,
 ) -> None:
     """ENTRYPOINT + the Deployment's args (``$(POD_NAMESPACE)`` filled in), as the
     ServiceAccount, from a directory outside the repository with the image's ENV; only the

@@ -18,24 +18,12 @@ import pytest
 from secretsync import api
 from secretsync.kube import Kube
 from tests.integration._controller import wait_for
-from tests.integration.test_sealed_controller import (  # noqa: F401  (fixtures)
-    G,
-    P,
-    Start,
-    V,
-    condition,
-    create,
-    ctl_ns,
-    kube,
-    sa_kubeconfig,
-    seal,
-    start_controller,
-)
+from tests.integration.test_sealed_controller import G, P, Start, V, condition, create, seal
 from tests.keypairs import keypair
 
 pytestmark = pytest.mark.integration
 
-MANAGED = f"{api.LABEL_MANAGED_BY}={api.MANAGED_BY_VALUE}"
+MANAGED = api.MANAGED_SELECTOR
 
 
 class Writes(threading.Thread):
@@ -87,7 +75,7 @@ class Writes(threading.Thread):
         assert self.error is None, f"watch of {self.kind} failed: {self.error!r}"
 
 
-def events_by(kube: Kube, ns: str) -> collections.Counter[tuple[str, str]]:  # noqa: F811
+def events_by(kube: Kube, ns: str) -> collections.Counter[tuple[str, str]]:
     """(object name, reason) -> Events (counting kubectl-style aggregated repeats)."""
     out: collections.Counter[tuple[str, str]] = collections.Counter()
     for e in kube.list_events(ns):
@@ -97,7 +85,7 @@ def events_by(kube: Kube, ns: str) -> collections.Counter[tuple[str, str]]:  # n
 
 
 def test_cold_start_writes_each_secret_status_and_event_once_and_restart_nothing(
-        kube: Kube, k8s: Any, namespace: str, start_controller: Start,  # noqa: F811
+        kube: Kube, k8s: Any, namespace: str, start_controller: Start,
 ) -> None:
     n = 200  # enough that kopf lists some objects before their statuses are written: with
     # no skip of the version the initial sync reconciled, "bad" posts its warning twice
@@ -137,7 +125,7 @@ def test_cold_start_writes_each_secret_status_and_event_once_and_restart_nothing
 
 
 def test_secret_deleted_during_the_initial_sync_is_restored(
-        kube: Kube, k8s: Any, namespace: str, start_controller: Start,  # noqa: F811
+        kube: Kube, k8s: Any, namespace: str, start_controller: Start,
 ) -> None:
     n = 300  # ~1 s of RSA on two cores: the first Secret is written long before kopf watches
     for i in range(n):
@@ -164,7 +152,7 @@ def test_secret_deleted_during_the_initial_sync_is_restored(
 
 
 def test_sigterm_during_the_initial_sync_exits_cleanly(
-        kube: Kube, namespace: str, start_controller: Start,  # noqa: F811
+        kube: Kube, namespace: str, start_controller: Start,
 ) -> None:
     n = 300
     for i in range(n):
@@ -180,7 +168,7 @@ def test_sigterm_during_the_initial_sync_exits_cleanly(
 
 
 def test_secret_deleted_while_kopf_starts_is_restored_by_the_first_resync(
-        kube: Kube, k8s: Any, namespace: str, start_controller: Start,  # noqa: F811
+        kube: Kube, k8s: Any, namespace: str, start_controller: Start,
 ) -> None:
     """Between the initial sync's last LIST of Secrets and kopf's first one no watch runs and
     no LIST follows: a Secret deleted then is seen by nobody but the resync ~5 s after kopf
