@@ -8,7 +8,9 @@ Figures are ratios against baselines measured in the same run on the same machin
 3. end to end (needs the sandbox; ``--no-cluster`` skips it): N SealedSecrets x 4 items
    created first, then the controller is started cold (as its ServiceAccount) and timed until
    every Secret exists -- with 1 key and with 12 keys registered. Reports items/s next to the
-   ceiling (target >= 60 %) and the 12-key/1-key time ratio (target <= 1.1).
+   ceiling measured right before and right after that cold start (the better of the two;
+   target >= 60 %), next to the best ceiling of the whole run (conservative: this VM's speed
+   drifts within minutes), and the 12-key/1-key time ratio (target <= 1.1).
 
 Each end-to-end figure is the median of ``--runs`` cold starts. Last, the API server's own CPU
 per write (Secret, status patch, Event) is measured, and with it the best time a controller
@@ -374,9 +376,10 @@ def dedicated_core(keys: list[SealingKey], objects: int, runs: int,
     try:
         _pin_others(everyone, others)
         for _ in range(runs):
-            ceiling_1 = ceiling(keys[0], 300, cores={_LAST_CORE})
             quiet(everyone)
+            ceiling_1 = ceiling(keys[0], 300, cores={_LAST_CORE})
             r = _one_run(kube, sb, keys[:1], 1, objects, controller_args, pin=True)
+            ceiling_1 = max(ceiling_1, ceiling(keys[0], 300, cores={_LAST_CORE}))  # as above
             ratios.append(items / r.total / ceiling_1)
             print(f"  dedicated core: {objects} Secrets in {r.total:5.2f}s (ready "
                   f"{r.ready:.2f}s) = {items / r.total:4.0f} items/s = "
@@ -454,22 +457,32 @@ def cluster(keys: list[SealingKey], objects: int, ceiling_rate: float, runs: int
     apply_crds(kube)
     items = objects * ITEMS_PER_OBJECT
     totals: dict[int, list[float]] = {1: [], len(keys): []}
+    shares: dict[int, list[float]] = {1: [], len(keys): []}  # of the adjacent ceiling
     everyone = apiserver_pids(paths.STATE, SANDBOX_SERVERS)
     # 1 key and 12 keys alternate: drift over the runs (the sandbox's store grows, the
     # machine is shared) then weighs on both alike instead of on whichever ran last
     for _ in range(runs):
         for nkeys in totals:
-            # The ceiling again, right before this run: the machine is shared and its load
-            # changes; the best figure seen so far is the (conservative) reference.
-            ceiling_rate = max(ceiling_rate, ceiling(keys[0], 400))
             quiet(everyone)
+            # The ceiling right before and right after each cold start: this machine's speed
+            # drifts by 10-20 % within minutes (a VM sharing its host; seen here: 1,525/s,
+            # then 1,250-1,310/s a quarter of an hour later, RSA and API server alike). The
+            # better of the two is this run's reference; the best seen in the whole run is
+            # the conservative one, reported next to it.
+            before = ceiling(keys[0], 400)
             r = _one_run(kube, sb, keys, nkeys, objects, controller_args)
+            after = ceiling(keys[0], 400)
+            adjacent = max(before, after)
+            ceiling_rate = max(ceiling_rate, adjacent)
             totals[nkeys].append(r.total)
-            c, rsa = r.cpu, items / ceiling_rate * CORES
+            shares[nkeys].append(items / r.total / adjacent)
+            c, rsa = r.cpu, items / adjacent * CORES
             print(f"  {nkeys:2d} key(s): cold start -> {objects} Secrets synced in "
                   f"{r.total:5.2f}s: {items / r.total:5.0f} items/s = "
-                  f"{100 * items / r.total / ceiling_rate:4.1f}% of the RSA ceiling "
-                  f"({ceiling_rate:.0f}/s); ready {r.ready:.2f}s, first Secret {r.first:.2f}s, "
+                  f"{100 * items / r.total / adjacent:4.1f}% of the RSA ceiling measured around "
+                  f"it ({before:.0f}/s before, {after:.0f}/s after; "
+                  f"{100 * items / r.total / ceiling_rate:4.1f}% of the best so far, "
+                  f"{ceiling_rate:.0f}/s); ready {r.ready:.2f}s, first Secret {r.first:.2f}s, "
                   f"all statuses Synced {r.status:.2f}s ({r.statuses_early} before the last "
                   f"Secret); SIGTERM -> exit {r.exit_code} in {r.stop:.2f}s"
                   f"{'; watch caught up by LIST' if r.catch_ups else ''}")
@@ -482,12 +495,15 @@ def cluster(keys: list[SealingKey], objects: int, ceiling_rate: float, runs: int
                   f"{1000 * (c['controller'] - rsa) / objects:.2f} ms per object; with what the "
                   f"API server, controller-manager and bench used in this run, a controller "
                   f"costing nothing besides RSA would reach "
-                  f"{100 * items / ((rsa + others) / CORES) / ceiling_rate:.0f}% of the ceiling")
+                  f"{100 * items / ((rsa + others) / CORES) / adjacent:.0f}% of the ceiling")
     medians = {n: sorted(t)[len(t) // 2] for n, t in totals.items()}
     for nkeys, median in medians.items():
-        print(f"  {nkeys:2d} key(s): median {median:.2f}s = "
-              f"{100 * items / median / ceiling_rate:.1f}% of the RSA ceiling "
-              f"(runs {min(totals[nkeys]):.2f}-{max(totals[nkeys]):.2f}s)")
+        share = sorted(shares[nkeys])[len(shares[nkeys]) // 2]
+        print(f"  {nkeys:2d} key(s): median {100 * share:.1f}% of the RSA ceiling measured around "
+              f"each cold start (runs {100 * min(shares[nkeys]):.1f}-"
+              f"{100 * max(shares[nkeys]):.1f}%); median time {median:.2f}s = "
+              f"{100 * items / median / ceiling_rate:.1f}% of the best ceiling of the whole run "
+              f"({ceiling_rate:.0f}/s; runs {min(totals[nkeys]):.2f}-{max(totals[nkeys]):.2f}s)")
     print(f"  {len(keys)} keys / 1 key time ratio: {medians[len(keys)] / medians[1]:.2f} "
           "(target <= 1.1)")
     costs = api_write_costs(kube, objects)

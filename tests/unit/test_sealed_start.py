@@ -3,8 +3,12 @@ changed although no watch event said so."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
+import pytest
+
+from secretsync.controller import sealed, sealed_start
 from secretsync.controller.sealed_start import to_restore
 
 SS = "secretsync.io/v1alpha1"
@@ -50,3 +54,31 @@ def test_failed_or_retrying_objects_keep_their_own_retry() -> None:
 def test_a_desired_secret_without_its_owner_reference_is_skipped() -> None:
     orphan = secret("orphan", {"a": "QQ=="})  # no controller ownerReference: not ours
     assert to_restore({"u9": orphan}, {}, unsettled=set()) == []
+
+
+def test_a_resync_restores_its_secrets_concurrently(monkeypatch: pytest.MonkeyPatch) -> None:
+    # after a mass deletion during an outage, one restore after the other cost a GET and a
+    # create round trip per Secret in a row: each restore here waits until all have started
+    monkeypatch.setattr(sealed, "desired_by_uid", lambda: DESIRED)
+    monkeypatch.setattr(sealed, "unsettled", lambda: {(SS, "ns", "failed")})
+    forgotten: list[sealed.Ref] = []
+    monkeypatch.setattr(sealed, "forget_secret", forgotten.append)
+    started: list[sealed.Ref] = []
+
+    async def run() -> int:
+        everyone = asyncio.Event()
+
+        async def reconcile_ref(ref: sealed.Ref, *, restored: bool = False) -> None:
+            assert restored
+            started.append(ref)
+            if len(started) == 3:
+                everyone.set()
+            await everyone.wait()
+
+        monkeypatch.setattr(sealed, "reconcile_ref", reconcile_ref)
+        return await asyncio.wait_for(sealed_start.restore(LISTED), 5)
+
+    assert asyncio.run(run()) == 3
+    expected = [(SS, "ns", "deleted"), (SS, "ns", "edited"), (SS, "ns", "relabelled")]
+    assert sorted(started) == sorted(expected)
+    assert sorted(forgotten) == sorted(expected)  # index entries dropped: read for real
