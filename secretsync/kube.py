@@ -477,12 +477,35 @@ class Kube:
         except KubeNotFound:
             return False
 
-    def list_secrets(self, namespace: str | None, label_selector: str = "") -> list[Obj]:
+    def list_secrets(self, namespace: str | None, label_selector: str = "", *,
+                     page_size: int = 0) -> list[Obj]:
+        """The Secrets matching ``label_selector``; ``page_size``: in pages of that many
+        (``limit``/``continue``), so that no single answer holds them all."""
         path = _core(namespace, "secrets") if namespace else "/api/v1/secrets"
-        resp = self.request("GET", path, query={"labelSelector": label_selector},
-                            what=f"list Secrets in {namespace or 'all namespaces'}")
-        items: list[Obj] = resp.get("items") or []
-        return items
+        return self._list_items(path, {"labelSelector": label_selector},
+                                f"list Secrets in {namespace or 'all namespaces'}", page_size)
+
+    def _list_items(self, path: str, query: Mapping[str, str], what: str,
+                    page_size: int = 0) -> list[Obj]:
+        """The items of a LIST, page after page when ``page_size`` is set. A continue token
+        that expired meanwhile (410: the store was compacted) starts the listing over, once:
+        pages of two different versions must not be mixed."""
+        for attempt in (0, 1):
+            items: list[Obj] = []
+            token = ""
+            while True:
+                paging = {"limit": str(page_size), "continue": token} if page_size else {}
+                try:
+                    resp = self.request("GET", path, query={**query, **paging}, what=what)
+                except KubeError as exc:
+                    if exc.status == 410 and token and attempt == 0:
+                        break
+                    raise
+                items.extend(resp.get("items") or [])
+                token = str((resp.get("metadata") or {}).get("continue") or "")
+                if not token:
+                    return items
+        raise AssertionError("unreachable")  # the second attempt returns or raises
 
     # --- ConfigMaps ----------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ indexes keep believing in it) until its owner changes.
 So shortly after kopf starts, and then every ``--resync-interval``, the managed Secrets are
 listed once and each engine (``Runtime.resyncers``: the SealedSecret engine always, the
 ExternalSecret engine when loaded) compares them with what it expects and repairs the
-difference. Nothing is written when all is in sync; the cost is one LIST.
+difference. Nothing is written when all is in sync; the cost is one LIST (in pages).
 """
 
 from __future__ import annotations
@@ -30,10 +30,15 @@ log = logging.getLogger("secretsync.resync")
 Listed = dict[tuple[str, str], dict[str, Any]]
 
 
+# Secrets per LIST request: in a cluster with tens of thousands of managed Secrets, one
+# answer holding them all (with their data) weighs on the API server and on our peak memory.
+PAGE_SIZE = 500
+
+
 def list_managed(kube: Kube, namespace: str | None) -> Listed:
-    """Every Secret labelled as ours, by (namespace, name): one LIST (sync)."""
+    """Every Secret labelled as ours, by (namespace, name): one LIST, in pages (sync)."""
     out: Listed = {}
-    for secret in kube.list_secrets(namespace, api.MANAGED_SELECTOR):
+    for secret in kube.list_secrets(namespace, api.MANAGED_SELECTOR, page_size=PAGE_SIZE):
         meta = secret.get("metadata") or {}
         out[(str(meta.get("namespace")), str(meta.get("name")))] = secret
     return out

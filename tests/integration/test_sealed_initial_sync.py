@@ -219,3 +219,31 @@ def test_secret_deleted_while_kopf_starts_is_restored_by_the_first_resync(
     finally:
         stop.set()
         writes.stop()
+
+
+def test_managed_secrets_are_listed_in_pages(
+        kube: Kube, namespace: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The resync's (and the start's) LIST of managed Secrets comes in pages: in a large
+    cluster no single answer holds every Secret with its data."""
+    from secretsync.controller import resync
+
+    for i in range(5):
+        kube.create_secret(namespace, {"metadata": {
+            "name": f"m{i}", "labels": {api.LABEL_MANAGED_BY: api.MANAGED_BY_VALUE}},
+            "data": {"k": "dg=="}})
+    kube.create_secret(namespace, {"metadata": {"name": "not-ours"}, "data": {"k": "dg=="}})
+    pages: list[dict[str, str]] = []
+    request = kube.request
+
+    def counted(method: str, path: str, body: Any = None, **kw: Any) -> Any:
+        if method == "GET" and path.endswith("/secrets"):
+            pages.append(dict(kw.get("query") or {}))
+        return request(method, path, body, **kw)
+
+    monkeypatch.setattr(kube, "request", counted)
+    monkeypatch.setattr(resync, "PAGE_SIZE", 2)
+    listed = resync.list_managed(kube, namespace)
+    assert sorted(listed) == [(namespace, f"m{i}") for i in range(5)]
+    assert [p["limit"] for p in pages] == ["2", "2", "2"]
+    assert not pages[0].get("continue") and pages[1]["continue"] and pages[2]["continue"]
