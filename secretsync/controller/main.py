@@ -457,12 +457,18 @@ def _start_operator(args: argparse.Namespace, ready: asyncio.Event,
     _import_kopf_without_kubernetes()
     import kopf
 
+    from secretsync.controller.leader import default_identity
+
     registry = _register(args)
     _tune_gc()
     return asyncio.create_task(kopf.operator(
         registry=registry,
         settings=_settings(args),
         standalone=True,
+        # kopf names itself after the login user otherwise (getpass): a pod running as a
+        # UID without a passwd entry -- the Dockerfile's USER 65532 -- stopped it with a
+        # KeyError before it watched anything
+        identity=default_identity(),  # type: ignore[arg-type]  # kopf's NewType of str
         clusterwide=not namespaces,
         namespaces=namespaces,
         # no stop_flag: kopf leaves its waiter for it hanging after a signal (a 5 s stop);

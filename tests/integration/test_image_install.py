@@ -200,3 +200,86 @@ def test_installed_controller_unseals_with_the_deployment_args(
     lines = [ln for ln in log_text.splitlines() if ln.strip()]
     assert lines and all(json.loads(ln) for ln in lines), "--log-format=json: one object a line"
     assert not list(run_dir.iterdir()), "the controller wrote into its working directory"
+
+
+# Run as the Deployment's pod would: in a private mount namespace, the image's /usr/local
+# (the replayed install) and the interpreter it links to are shown read-only, the whole root
+# filesystem is remounted read-only (readOnlyRootFilesystem), /tmp is a writable directory of
+# the test's (the emptyDir), the ServiceAccount's token, CA and namespace lie where the kubelet
+# projects them, and the process drops to the Dockerfile's USER with no capabilities and
+# no_new_privs (the restricted Pod Security profile). Nothing on the host's filesystem is
+# touched: every mount lives and dies with the namespace.
+POD_SCRIPT = r"""
+set -eu
+mount --make-rprivate /
+mount -t tmpfs -o mode=0755 tmpfs /run
+mkdir -p /run/secrets/kubernetes.io/serviceaccount /run/image-python
+cp "$SA_DIR"/token "$SA_DIR"/ca.crt "$SA_DIR"/namespace /run/secrets/kubernetes.io/serviceaccount/
+mount --bind "$PY_HOME" /run/image-python
+mount --bind "$IMAGE_ROOT" /usr/local
+mount -t tmpfs -o mode=0755 tmpfs /root
+mkdir -p "$PY_HOME"
+mount --move /run/image-python "$PY_HOME"
+mount --bind "$EMPTY_DIR" /tmp
+for ro in / /usr/local "$PY_HOME" /run /root; do mount -o remount,bind,ro "$ro"; done
+exec setpriv --reuid="$POD_UID" --regid="$POD_GID" --clear-groups --inh-caps=-all \
+    --bounding-set=-all --no-new-privs -- /usr/local/bin/python /usr/local/bin/"$@"
+"""
+
+
+def test_installed_controller_runs_as_the_restricted_pod(
+    image: Image, kube: Kube, sandbox: Any, namespace: str, ctl_ns: str, tmp_path: Path,
+) -> None:
+    """The installed controller as the pod runs it: in-cluster configuration (no kubeconfig:
+    ``KUBERNETES_SERVICE_HOST/PORT`` and the projected ServiceAccount files), non-root with
+    no capabilities, on a read-only root filesystem with only /tmp writable. It must get
+    ready, unseal, serve /metrics and stop cleanly on SIGTERM -- and write nothing to /tmp.
+    (The script is started by its interpreter, as the kernel does for the image's
+    ENTRYPOINT: its ``#!`` names where the replay installed it, not /usr/local.)"""
+    from tests.integration.test_sealed_controller import SA
+
+    uid, _, gid = image.dockerfile.user.partition(":")
+    sa_dir, empty_dir = tmp_path / "sa", tmp_path / "emptydir"
+    sa_dir.mkdir()
+    empty_dir.mkdir()
+    empty_dir.chmod(0o1777)
+    (sa_dir / "token").write_text(kube.request_token(ctl_ns, SA))
+    shutil.copy(sandbox.ca_file, sa_dir / "ca.crt")
+    (sa_dir / "namespace").write_text(ctl_ns)
+    for f in sa_dir.iterdir():
+        f.chmod(0o644)
+    deployment = yaml.safe_load((REPO / "deploy" / "deployment.yaml").read_text())
+    args = [a.replace("$(POD_NAMESPACE)", ctl_ns)
+            for a in deployment["spec"]["template"]["spec"]["containers"][0]["args"]]
+    host, _, port = sandbox.server.removeprefix("https://").rpartition(":")
+    ctl = ControllerProcess(tmp_path / "unused", controller_namespace=ctl_ns,
+                            log_path=tmp_path / "controller.log")
+    ctl.argv = ["unshare", "--mount", "--", "sh", "-c", POD_SCRIPT, "pod",
+                image.dockerfile.entrypoint[0], *args, "--namespace", namespace,
+                "--http-host", "127.0.0.1", "--http-port", str(ctl.port),
+                "--controller-name", f"pod-{uuid.uuid4().hex[:6]}"]
+    env = {**{k: v for k, v in image.env().items() if k in ("LANG", "LC_ALL", "TZ")},
+           **image.dockerfile.env, "PATH": "/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+           "HOME": "/", "KUBERNETES_SERVICE_HOST": host, "KUBERNETES_SERVICE_PORT": port,
+           "SA_DIR": str(sa_dir), "EMPTY_DIR": str(empty_dir), "IMAGE_ROOT": str(image.root),
+           "PY_HOME": sys.base_prefix, "POD_UID": uid, "POD_GID": gid}
+    ctl.start(cwd=Path("/"), env=env)
+    try:
+        ctl.wait_ready(60)
+        assert ctl.popen is not None
+        status = dict(line.split(":", 1) for line in
+                      Path(f"/proc/{ctl.popen.pid}/status").read_text().splitlines())
+        assert status["Uid"].split()[:2] == [uid, uid] and status["Gid"].split()[0] == gid
+        assert int(status["CapEff"], 16) == 0 and status["NoNewPrivs"].strip() == "1"
+        create(kube, seal("from-pod", namespace))
+        secret = wait_for(lambda: kube.get_secret(namespace, "from-pod"), 30,
+                          "the Secret unsealed by the controller running as the pod")
+        assert base64.b64decode(secret["data"]["password"]).decode() == VALUE
+        code, body = ctl.http("/metrics")
+        assert code == 200 and b"secretsync_unseal_total" in body
+    finally:
+        code = ctl.stop(timeout=20)
+    log_text = ctl.log()
+    assert code == 0, log_text[-3000:]
+    assert "Traceback" not in log_text and VALUE not in log_text, log_text[-3000:]
+    assert not list(empty_dir.iterdir()), "the controller wrote into /tmp"
