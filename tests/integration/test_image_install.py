@@ -22,6 +22,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -275,11 +276,11 @@ def test_installed_controller_runs_as_the_restricted_pod(
         secret = wait_for(lambda: kube.get_secret(namespace, "from-pod"), 30,
                           "the Secret unsealed by the controller running as the pod")
         assert base64.b64decode(secret["data"]["password"]).decode() == VALUE
-        code, body = ctl.http("/metrics")
-        assert code == 200 and b"secretsync_unseal_total" in body
+        status_code, body = ctl.http("/metrics")
+        assert status_code == 200 and b"secretsync_unseal_total" in body
     finally:
-        code = ctl.stop(timeout=20)
+        exit_code = ctl.stop(timeout=20)
     log_text = ctl.log()
-    assert code == 0, log_text[-3000:]
+    assert exit_code == 0, log_text[-3000:]
     assert "Traceback" not in log_text and VALUE not in log_text, log_text[-3000:]
     assert not list(empty_dir.iterdir()), "the controller wrote into /tmp"
