@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from secretsync import api
+from secretsync.controller.cores import usable_cores
 from secretsync.errors import SecretSyncError
 
 log = logging.getLogger("secretsync.controller")
@@ -145,11 +146,11 @@ def _workers(args: argparse.Namespace) -> int:
     """Decryption threads: one per usable core, plus one. RSA runs without the GIL, but the
     rest of an object's work needs it: a thread back from RSA while the event loop holds the
     GIL waits, and the spare thread keeps that core decrypting meanwhile (1,000 objects:
-    ~7.0 s with cores + 1 threads vs ~8.3 s with one per core, bench/bench_unseal.py)."""
+    ~7.0 s with cores + 1 threads vs ~8.3 s with one per core, bench/bench_unseal.py).
+    The cores: the affinity, capped by a cgroup CPU limit (``cores``)."""
     if args.workers > 0:
         return int(args.workers)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
-    return cores + 1
+    return usable_cores() + 1
 
 
 def _bind_http(host: str, port: int) -> socket.socket:
