@@ -31,6 +31,7 @@ from sandbox.demo import ControllerProcess
 from secretsync import api
 from secretsync.kube import Kube
 from tests.integration._controller import wait_for
+from tests.integration._external import MARK, sandbox_world
 from tests.integration.test_sealed_controller import VALUE, create, seal
 
 pytestmark = pytest.mark.integration
@@ -229,12 +230,14 @@ exec setpriv --reuid="$POD_UID" --regid="$POD_GID" --clear-groups --inh-caps=-al
 
 
 def test_installed_controller_runs_as_the_restricted_pod(
-    image: Image, kube: Kube, sandbox: Any, namespace: str, ctl_ns: str, tmp_path: Path,
+    image: Image, kube: Kube, sandbox: Any, namespace: str, ctl_ns: str, vault_mount: str,
+    tmp_path: Path,
 ) -> None:
     """The installed controller as the pod runs it: in-cluster configuration (no kubeconfig:
     ``KUBERNETES_SERVICE_HOST/PORT`` and the projected ServiceAccount files), non-root with
     no capabilities, on a read-only root filesystem with only /tmp writable. It must get
-    ready, unseal, serve /metrics and stop cleanly on SIGTERM -- and write nothing to /tmp.
+    ready, unseal, sync an ExternalSecret from Vault, serve /metrics and stop cleanly on
+    SIGTERM -- and write nothing to /tmp.
     (The script is started by its interpreter, as the kernel does for the image's
     ENTRYPOINT: its ``#!`` names where the replay installed it, not /usr/local.)"""
     from tests.integration.test_sealed_controller import SA
@@ -276,11 +279,18 @@ def test_installed_controller_runs_as_the_restricted_pod(
         secret = wait_for(lambda: kube.get_secret(namespace, "from-pod"), 30,
                           "the Secret unsealed by the controller running as the pod")
         assert base64.b64decode(secret["data"]["password"]).decode() == VALUE
+        world = sandbox_world(sandbox, kube, namespace, vault_mount, tmp_path)
+        world.put("pod/db", {"password": f"pod-{MARK}"})
+        world.apply_store()
+        world.apply_es("from-vault", {"data": [
+            {"secretKey": "password", "remoteRef": {"key": "pod/db", "property": "password"}}]})
+        world.wait_data("from-vault", {"password": f"pod-{MARK}".encode()})
         status_code, body = ctl.http("/metrics")
         assert status_code == 200 and b"secretsync_unseal_total" in body
     finally:
         exit_code = ctl.stop(timeout=20)
     log_text = ctl.log()
     assert exit_code == 0, log_text[-3000:]
-    assert "Traceback" not in log_text and VALUE not in log_text, log_text[-3000:]
+    assert "Traceback" not in log_text, log_text[-3000:]
+    assert VALUE not in log_text and MARK not in log_text
     assert not list(empty_dir.iterdir()), "the controller wrote into /tmp"
