@@ -29,6 +29,34 @@ OPTIONAL_HANDLER_MODULES = ("secretsync.controller.external",)
 # the first resync after kopf starts: its watches have listed the objects by then, so a
 # Secret deleted between the initial sync's last LIST and kopf's is restored
 RESYNC_AFTER_START = 5.0
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class _Stopper:
+    """SIGTERM/SIGINT for the phases kopf's own handlers do not cover (connecting, waiting
+    for the Lease as a standby, loading keys): they cancel the main task, whose ``finally``
+    blocks release the Lease and stop the endpoints, and the exit code is 0.
+
+    Without it a standby -- PID 1 in its container, where a signal without a handler is
+    ignored -- only ended with the kubelet's SIGKILL 30 s later; outside a container it died
+    of the signal. The initial sync installs its own handlers and reinstalls these after."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any]) -> None:
+        self.loop, self.task = loop, task
+        self.signum: int | None = None
+
+    def install(self) -> None:
+        for signum in STOP_SIGNALS:
+            self.loop.add_signal_handler(signum, self._on_signal, signum)
+
+    def _on_signal(self, signum: int) -> None:
+        if self.signum is None:
+            self.signum = signum
+            log.info("stopping (%s)", signal.Signals(signum).name)
+            self.task.cancel()
+
+
+_stopper: _Stopper | None = None
 
 
 def _duration(text: str) -> float:
@@ -135,6 +163,10 @@ def run(args: argparse.Namespace) -> int:
     _setup_logging(args.log_format, args.log_level)
     try:
         return asyncio.run(_main(args))
+    except asyncio.CancelledError:  # stopped by a signal before _main's own handling
+        if _stopper is None or _stopper.signum is None:
+            raise
+        return 0
     except KeyboardInterrupt:
         return 130
     except SecretSyncError as exc:
@@ -198,7 +230,13 @@ async def _main(args: argparse.Namespace) -> int:
     from secretsync.controller.runtime import Runtime, set_runtime
     from secretsync.kube import Kube
 
-    asyncio.get_running_loop().set_exception_handler(_loop_exception)
+    global _stopper
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(_loop_exception)
+    task = asyncio.current_task()
+    assert task is not None
+    _stopper = _Stopper(loop, task)
+    _stopper.install()
     sock = _bind_http(args.http_host, args.http_port) if args.http_port else None
     try:
         kube = await asyncio.to_thread(Kube.from_config, args.kubeconfig, args.context)
@@ -228,6 +266,10 @@ async def _main(args: argparse.Namespace) -> int:
         rt.is_leader = True
         await keys.start()
         return await _operate(args, rt, elector)
+    except asyncio.CancelledError:
+        if _stopper.signum is None:
+            raise
+        return 0  # the finally below releases the Lease (if held) and stops the rest
     finally:
         if elector is not None and rt.is_leader:
             await asyncio.to_thread(elector.release)
@@ -264,8 +306,11 @@ async def _initial_sync(rt: Any, args: argparse.Namespace, listed: list[dict[str
     try:
         done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for signum in signals:
-            loop.remove_signal_handler(signum)
+        if _stopper is not None:
+            _stopper.install()
+        else:
+            for signum in signals:
+                loop.remove_signal_handler(signum)
         if not sync.done():
             sync.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -204,13 +204,14 @@ def test_installed_controller_unseals_with_the_deployment_args(
     assert not list(run_dir.iterdir()), "the controller wrote into its working directory"
 
 
-# Run as the Deployment's pod would: in a private mount namespace, the image's /usr/local
-# (the replayed install) and the interpreter it links to are shown read-only, the whole root
-# filesystem is remounted read-only (readOnlyRootFilesystem), /tmp is a writable directory of
-# the test's (the emptyDir), the ServiceAccount's token, CA and namespace lie where the kubelet
-# projects them, and the process drops to the Dockerfile's USER with no capabilities and
-# no_new_privs (the restricted Pod Security profile). Nothing on the host's filesystem is
-# touched: every mount lives and dies with the namespace.
+# Run as the Deployment's pod would: PID 1 of its own PID namespace (a signal without a
+# handler is ignored there, as in a container), in a private mount namespace where the image's
+# /usr/local (the replayed install) and the interpreter it links to are shown read-only, the
+# whole root filesystem is remounted read-only (readOnlyRootFilesystem), /tmp is a writable
+# directory of the test's (the emptyDir), the ServiceAccount's token, CA and namespace lie
+# where the kubelet projects them, and the process drops to the Dockerfile's USER with no
+# capabilities and no_new_privs (the restricted Pod Security profile). Nothing on the host's
+# filesystem is touched: every mount lives and dies with the namespace.
 POD_SCRIPT = r"""
 set -eu
 mount --make-rprivate /
@@ -229,22 +230,41 @@ exec setpriv --reuid="$POD_UID" --regid="$POD_GID" --clear-groups --inh-caps=-al
 """
 
 
-def test_installed_controller_runs_as_the_restricted_pod(
-    image: Image, kube: Kube, sandbox: Any, namespace: str, ctl_ns: str, vault_mount: str,
-    tmp_path: Path,
-) -> None:
-    """The installed controller as the pod runs it: in-cluster configuration (no kubeconfig:
-    ``KUBERNETES_SERVICE_HOST/PORT`` and the projected ServiceAccount files), non-root with
-    no capabilities, on a read-only root filesystem with only /tmp writable. It must get
-    ready, unseal, sync an ExternalSecret from Vault, serve /metrics and stop cleanly on
-    SIGTERM -- and write nothing to /tmp.
-    (The script is started by its interpreter, as the kernel does for the image's
-    ENTRYPOINT: its ``#!`` names where the replay installed it, not /usr/local.)"""
+@dataclass
+class Pod:
+    """The installed controller started as the Deployment's pod (``POD_SCRIPT``)."""
+
+    ctl: ControllerProcess
+    empty_dir: Path  # its /tmp
+    uid: str
+    gid: str
+
+    def pid1(self) -> int:
+        """The controller: PID 1 of its namespace, the child of ``unshare --fork``."""
+        assert self.ctl.popen is not None
+        pid = self.ctl.popen.pid
+        return int(Path(f"/proc/{pid}/task/{pid}/children").read_text().split()[0])
+
+    def check_identity(self) -> None:
+        status = dict(line.split(":", 1) for line in
+                      Path(f"/proc/{self.pid1()}/status").read_text().splitlines())
+        assert status["Uid"].split()[:2] == [self.uid, self.uid]
+        assert status["Gid"].split()[0] == self.gid
+        assert int(status["CapEff"], 16) == 0 and status["NoNewPrivs"].strip() == "1"
+        assert status["NSpid"].split()[-1] == "1", "not PID 1 of its namespace"
+
+
+def start_pod(image: Image, kube: Kube, sandbox: Any, namespace: str, ctl_ns: str,
+              work: Path, name: str) -> Pod:
+    """The Deployment's args (``$(POD_NAMESPACE)`` filled in), plus the watched namespace,
+    the HTTP port and ``--controller-name``; in-cluster configuration, no kubeconfig. (The
+    script is started by its interpreter, as the kernel does for the ENTRYPOINT: its ``#!``
+    names where the replay installed it, not /usr/local.)"""
     from tests.integration.test_sealed_controller import SA
 
     uid, _, gid = image.dockerfile.user.partition(":")
-    sa_dir, empty_dir = tmp_path / "sa", tmp_path / "emptydir"
-    sa_dir.mkdir()
+    sa_dir, empty_dir = work / "sa", work / "emptydir"
+    sa_dir.mkdir(parents=True)
     empty_dir.mkdir()
     empty_dir.chmod(0o1777)
     (sa_dir / "token").write_text(kube.request_token(ctl_ns, SA))
@@ -256,25 +276,46 @@ def test_installed_controller_runs_as_the_restricted_pod(
     args = [a.replace("$(POD_NAMESPACE)", ctl_ns)
             for a in deployment["spec"]["template"]["spec"]["containers"][0]["args"]]
     host, _, port = sandbox.server.removeprefix("https://").rpartition(":")
-    ctl = ControllerProcess(tmp_path / "unused", controller_namespace=ctl_ns,
-                            log_path=tmp_path / "controller.log")
-    ctl.argv = ["unshare", "--mount", "--", "sh", "-c", POD_SCRIPT, "pod",
-                image.dockerfile.entrypoint[0], *args, "--namespace", namespace,
-                "--http-host", "127.0.0.1", "--http-port", str(ctl.port),
-                "--controller-name", f"pod-{uuid.uuid4().hex[:6]}"]
+    ctl = ControllerProcess(work / "unused", controller_namespace=ctl_ns,
+                            log_path=work / "controller.log")
+    ctl.argv = ["unshare", "--mount", "--pid", "--fork", "--mount-proc", "--",
+                "sh", "-c", POD_SCRIPT, "pod", image.dockerfile.entrypoint[0], *args,
+                "--namespace", namespace, "--http-host", "127.0.0.1",
+                "--http-port", str(ctl.port), "--controller-name", name]
     env = {**{k: v for k, v in image.env().items() if k in ("LANG", "LC_ALL", "TZ")},
            **image.dockerfile.env, "PATH": "/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
            "HOME": "/", "KUBERNETES_SERVICE_HOST": host, "KUBERNETES_SERVICE_PORT": port,
            "SA_DIR": str(sa_dir), "EMPTY_DIR": str(empty_dir), "IMAGE_ROOT": str(image.root),
            "PY_HOME": sys.base_prefix, "POD_UID": uid, "POD_GID": gid}
     ctl.start(cwd=Path("/"), env=env)
+    return Pod(ctl, empty_dir, uid, gid)
+
+
+def stop_pod(pod: Pod) -> str:
+    """SIGTERM, as the kubelet sends it; must exit 0 within 5 s (the grace period is 30 s);
+    returns the log, checked for tracebacks."""
+    started = time.monotonic()
+    code = pod.ctl.stop(timeout=20)
+    took = time.monotonic() - started
+    log_text = pod.ctl.log()
+    assert code == 0 and took < 5, f"exit {code} after {took:.1f}s:\n{log_text[-3000:]}"
+    assert "Traceback" not in log_text, log_text[-3000:]
+    assert not list(pod.empty_dir.iterdir()), "the controller wrote into /tmp"
+    return log_text
+
+
+def test_installed_controller_runs_as_the_restricted_pod(
+    image: Image, kube: Kube, sandbox: Any, namespace: str, ctl_ns: str, vault_mount: str,
+    tmp_path: Path,
+) -> None:
+    """As the pod runs it (``POD_SCRIPT``): the controller must get ready, unseal, sync an
+    ExternalSecret from Vault, serve /metrics and stop on SIGTERM as PID 1 -- and write
+    nothing to /tmp."""
+    pod = start_pod(image, kube, sandbox, namespace, ctl_ns, tmp_path,
+                    f"pod-{uuid.uuid4().hex[:6]}")
     try:
-        ctl.wait_ready(60)
-        assert ctl.popen is not None
-        status = dict(line.split(":", 1) for line in
-                      Path(f"/proc/{ctl.popen.pid}/status").read_text().splitlines())
-        assert status["Uid"].split()[:2] == [uid, uid] and status["Gid"].split()[0] == gid
-        assert int(status["CapEff"], 16) == 0 and status["NoNewPrivs"].strip() == "1"
+        pod.ctl.wait_ready(60)
+        pod.check_identity()
         create(kube, seal("from-pod", namespace))
         secret = wait_for(lambda: kube.get_secret(namespace, "from-pod"), 30,
                           "the Secret unsealed by the controller running as the pod")
@@ -285,12 +326,33 @@ def test_installed_controller_runs_as_the_restricted_pod(
         world.apply_es("from-vault", {"data": [
             {"secretKey": "password", "remoteRef": {"key": "pod/db", "property": "password"}}]})
         world.wait_data("from-vault", {"password": f"pod-{MARK}".encode()})
-        status_code, body = ctl.http("/metrics")
+        status_code, body = pod.ctl.http("/metrics")
         assert status_code == 200 and b"secretsync_unseal_total" in body
     finally:
-        exit_code = ctl.stop(timeout=20)
-    log_text = ctl.log()
-    assert exit_code == 0, log_text[-3000:]
-    assert "Traceback" not in log_text, log_text[-3000:]
+        log_text = stop_pod(pod)
     assert VALUE not in log_text and MARK not in log_text
-    assert not list(empty_dir.iterdir()), "the controller wrote into /tmp"
+
+
+def test_installed_standby_pod_stops_on_sigterm_as_pid_1(
+    image: Image, kube: Kube, sandbox: Any, namespace: str, ctl_ns: str, tmp_path: Path,
+    sa_kubeconfig: Path,
+) -> None:
+    """A second replica waits for the Lease as a standby; SIGTERM to it as PID 1 (a rollout)
+    must end it at once with exit 0, not 30 s later by the kubelet's SIGKILL."""
+    name = f"pod-{uuid.uuid4().hex[:6]}"
+    leader = ControllerProcess(sa_kubeconfig, controller_namespace=ctl_ns, namespace=namespace,
+                               extra=("--controller-name", name),
+                               log_path=tmp_path / "leader.log")
+    leader.start()
+    try:
+        leader.wait_ready(60)
+        pod = start_pod(image, kube, sandbox, namespace, ctl_ns, tmp_path / "standby", name)
+        try:
+            pod.ctl.wait_ready(60, state="standby")
+            pod.check_identity()
+        finally:
+            log_text = stop_pod(pod)
+        assert "stopping (SIGTERM)" in log_text
+        assert leader.ready_state() == "ready"
+    finally:
+        leader.stop()

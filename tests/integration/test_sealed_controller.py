@@ -567,6 +567,28 @@ def test_ha_standby_takes_over_within_30s(
     wait_condition(kube, namespace, "ha-2", "True")
 
 
+def test_standby_stops_at_once_on_sigterm(
+    kube: Kube, namespace: str, ctl_ns: str, start_controller: Start
+) -> None:
+    """A standby waiting for the Lease ends on SIGTERM with exit 0 (a rollout or scale-down
+    of the Deployment). Before, no handler was installed while it waited: it died of the
+    signal here, and as PID 1 in its container -- where a signal without a handler is
+    ignored -- it lingered until the kubelet's SIGKILL 30 s later. The leader keeps the
+    Lease."""
+    first = start_controller()
+    second = start_controller(ready="standby")
+    holder = (kube.get_lease(ctl_ns, api.DEFAULT_CONTROLLER_NAME) or {})["spec"][
+        "holderIdentity"]
+    started = time.monotonic()
+    code = second.stop(timeout=20)
+    took = time.monotonic() - started
+    assert code == 0 and took < 5, f"exit {code} after {took:.1f}s:\n{second.log()[-2000:]}"
+    assert "stopping (SIGTERM)" in second.log() and "Traceback" not in second.log()
+    assert (kube.get_lease(ctl_ns, api.DEFAULT_CONTROLLER_NAME) or {})["spec"][
+        "holderIdentity"] == holder
+    assert first.ready_state() == "ready"
+
+
 def test_leader_that_loses_its_lease_exits_nonzero(
     kube: Kube, namespace: str, ctl_ns: str, start_controller: Start
 ) -> None:
