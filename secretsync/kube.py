@@ -752,6 +752,7 @@ _KINDS: dict[str, tuple[str, str, bool]] = {
     "Role": ("/apis/rbac.authorization.k8s.io/v1", "roles", True),
     "RoleBinding": ("/apis/rbac.authorization.k8s.io/v1", "rolebindings", True),
     "Deployment": ("/apis/apps/v1", "deployments", True),
+    "PodDisruptionBudget": ("/apis/policy/v1", "poddisruptionbudgets", True),
     "CustomResourceDefinition": (
         "/apis/apiextensions.k8s.io/v1", "customresourcedefinitions", False),
     "Lease": ("/apis/coordination.k8s.io/v1", "leases", True),

@@ -754,6 +754,11 @@ def test_deploy_server_side_dry_run(kube: Kube) -> None:
     assert {"Deployment/secretsync-controller", "Service/secretsync-controller",
             "ClusterRole/secretsync-controller"} <= set(applied)
     dep = next(d for d in docs if d["kind"] == "Deployment")
+    # the disruption budget covers exactly the Deployment's pods and never lets both go
+    pdb = next(d for d in docs if d["kind"] == "PodDisruptionBudget")
+    assert "PodDisruptionBudget/secretsync-controller" in applied
+    assert pdb["spec"]["selector"] == dep["spec"]["selector"]
+    assert pdb["spec"]["maxUnavailable"] < dep["spec"]["replicas"]
     # A pod is admitted only if its ServiceAccount exists (a real apply creates it first);
     # don't depend on another test having created it.
     kube.apply(next(d for d in docs if d["kind"] == "ServiceAccount"))
@@ -780,7 +785,8 @@ def test_kubectl_apply_k_deploy_dry_run_server(kube: Kube, sandbox: Any) -> None
     assert out.returncode == 0, out.stderr
     for expected in ("deployment.apps/secretsync-controller", "service/secretsync-controller",
                      "clusterrole.rbac.authorization.k8s.io/secretsync-controller",
-                     "role.rbac.authorization.k8s.io/secretsync-cert-reader"):
+                     "role.rbac.authorization.k8s.io/secretsync-cert-reader",
+                     "poddisruptionbudget.policy/secretsync-controller"):
         assert expected in out.stdout
     assert "(server dry run)" in out.stdout
 
