@@ -567,6 +567,23 @@ def test_ha_standby_takes_over_within_30s(
     wait_condition(kube, namespace, "ha-2", "True")
 
 
+def test_leader_stopped_by_sigterm_hands_over_at_once(
+    kube: Kube, namespace: str, start_controller: Start
+) -> None:
+    """A rollout: SIGTERM to the leader releases the Lease on the way out, so the standby
+    takes over within its retry period (2 s), not after the Lease expires (15 s)."""
+    first = start_controller()
+    second = start_controller(ready="standby")
+    assert first.stop(timeout=20) == 0
+    t0 = time.monotonic()
+    second.wait_ready(20)
+    took = time.monotonic() - t0
+    assert took < 5, f"takeover took {took:.1f}s"
+    assert "released leadership lease" in first.log()
+    create(kube, seal("handed-over", namespace))
+    wait_condition(kube, namespace, "handed-over", "True")
+
+
 def test_standby_stops_at_once_on_sigterm(
     kube: Kube, namespace: str, ctl_ns: str, start_controller: Start
 ) -> None:
