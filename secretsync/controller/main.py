@@ -363,8 +363,13 @@ def _loop_exception(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) ->
     """Unhandled errors in background tasks/generators: one line, the exception's type only
     (its text could quote data), never a traceback in the log."""
     exc = context.get("exception")
-    log.error("event loop: %s%s", context.get("message", "unhandled error"),
-              f" ({type(exc).__name__})" if exc is not None else "")
+    message = str(context.get("message", "unhandled error"))
+    if isinstance(exc, asyncio.InvalidStateError) and "Signals." in message:
+        # kopf's signal handler sets a flag that is only settable once: a second SIGTERM or
+        # Ctrl-C while it stops is no error
+        log.info("signal received again while stopping")
+        return
+    log.error("event loop: %s%s", message, f" ({type(exc).__name__})" if exc is not None else "")
 
 
 def _settings(args: argparse.Namespace) -> Any:

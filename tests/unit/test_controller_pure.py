@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import datetime as dt
+import logging
+import signal
 from pathlib import Path
 
 import pytest
 
 from secretsync.controller.keyring import parse_cutoff, renewal_due
 from secretsync.controller.leader import can_acquire
-from secretsync.controller.main import _bind_http, _duration
+from secretsync.controller.main import _bind_http, _duration, _loop_exception
 from secretsync.errors import SecretSyncError
 
 NOW = dt.datetime(2026, 6, 1, 12, 0, 0, tzinfo=dt.UTC)
@@ -176,3 +179,41 @@ def test_a_busy_http_port_stops_the_start_with_one_line_before_connecting(
     assert "Traceback" not in out and "absent" not in out, out
     with _bind_http("127.0.0.1", port) as sock:  # free again: bound, non-blocking
         assert sock.getsockname()[1] == port and not sock.getblocking()
+
+
+def test_a_signal_repeated_while_stopping_is_no_error(caplog: pytest.LogCaptureFixture) -> None:
+    """kopf handles SIGTERM by setting a once-only future; a second signal while it stops
+    (``kill`` twice, Ctrl-C twice) made asyncio report an InvalidStateError, logged as an
+    ERROR on a clean stop. The signal is real here (SIGUSR1, twice), so is asyncio's report."""
+
+    async def twice() -> None:
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(_loop_exception)
+        flag: asyncio.Future[int] = loop.create_future()
+        loop.add_signal_handler(signal.SIGUSR1, flag.set_result, signal.SIGUSR1)
+        try:
+            for _ in range(2):
+                signal.raise_signal(signal.SIGUSR1)
+                for _ in range(5):
+                    await asyncio.sleep(0.01)
+        finally:
+            loop.remove_signal_handler(signal.SIGUSR1)
+        assert flag.result() == signal.SIGUSR1
+
+    with caplog.at_level(logging.INFO, logger="secretsync.controller"):
+        asyncio.run(twice())
+    assert [r.levelname for r in caplog.records] == ["INFO"]
+    assert "signal received again" in caplog.records[0].getMessage()
+
+
+def test_other_event_loop_errors_are_logged_by_type_only(
+        caplog: pytest.LogCaptureFixture) -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        with caplog.at_level(logging.INFO, logger="secretsync.controller"):
+            _loop_exception(loop, {"message": "Task exception was never retrieved",
+                                   "exception": ValueError("secret-value-in-text")})
+    finally:
+        loop.close()
+    assert [r.levelname for r in caplog.records] == ["ERROR"]
+    assert "ValueError" in caplog.text and "secret-value-in-text" not in caplog.text
