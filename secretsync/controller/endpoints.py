@@ -123,5 +123,6 @@ async def start(rt: Runtime, sock: socket.socket) -> web.AppRunner:
     await runner.setup()
     await web.SockSite(runner, sock).start()
     host, port = sock.getsockname()[:2]
-    log.info("HTTP endpoints on %s:%d (/metrics /healthz /readyz /v1/cert.pem)", host, port)
+    log.info("HTTP endpoints on %s:%d (/metrics /healthz /readyz /v1/cert.pem)",
+             f"[{host}]" if ":" in host else host, port)
     return runner

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import importlib
 import logging
 import os
@@ -97,8 +98,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="name of the cert ConfigMap (<name>-cert) and Lease")
     parser.add_argument("--http-port", type=int, default=8080,
                         help="port for /metrics, /healthz, /readyz, /v1/* (0 disables)")
-    parser.add_argument("--http-host", default="0.0.0.0",  # noqa: S104 (in-cluster Service)
-                        help="address the HTTP server binds")
+    parser.add_argument("--http-host", default="",
+                        help="address the HTTP server binds (default: every address, IPv4 "
+                             "and IPv6 -- a pod's IP may be either)")
     parser.add_argument("--key-renew-period", type=_duration, default=_duration("720h"),
                         help="generate a new sealing key this often (e.g. 720h; 0 disables)")
     parser.add_argument("--key-cutoff-time", default=None,
@@ -188,14 +190,30 @@ def _workers(args: argparse.Namespace) -> int:
 def _bind_http(host: str, port: int) -> socket.socket:
     """The HTTP endpoints' listening socket, bound before anything else: a busy port stops
     the start at once with one line. Served once aiohttp is imported (``_serve_http``)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
-        sock = socket.create_server((host, port), family=family, backlog=128)
+        if not host:  # every address: dual-stack where the kernel has IPv6 (an IPv6-only
+            # cluster probes the pod on its IPv6 address), else IPv4 alone
+            sock = _bind_every_address(port)
+        else:
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            sock = socket.create_server((host, port), family=family, backlog=128)
     except OSError as exc:
-        raise SecretSyncError(f"cannot serve HTTP on {host}:{port}: {exc.strerror or exc}",
+        raise SecretSyncError(f"cannot serve HTTP on {host or '*'}:{port}: "
+                              f"{exc.strerror or exc}",
                               reason="HttpPortUnavailable") from None
     sock.setblocking(False)
     return sock
+
+
+def _bind_every_address(port: int) -> socket.socket:
+    if socket.has_dualstack_ipv6():
+        try:
+            return socket.create_server(("::", port), family=socket.AF_INET6, backlog=128,
+                                        dualstack_ipv6=True)
+        except OSError as exc:  # IPv6 switched off in this network namespace
+            if exc.errno not in (errno.EAFNOSUPPORT, errno.EADDRNOTAVAIL):
+                raise
+    return socket.create_server(("0.0.0.0", port), backlog=128)  # noqa: S104
 
 
 async def _serve_http(rt: Any, sock: socket.socket) -> Any:

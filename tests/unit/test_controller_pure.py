@@ -181,6 +181,21 @@ def test_a_busy_http_port_stops_the_start_with_one_line_before_connecting(
         assert sock.getsockname()[1] == port and not sock.getblocking()
 
 
+def test_http_binds_every_address_ipv4_and_ipv6_by_default() -> None:
+    """A pod's IP is IPv4 or IPv6 (IPv6-only clusters exist): by default the endpoints
+    listen on both, as Go's ``:8080`` does. This machine has IPv6 on loopback."""
+    import socket
+
+    assert socket.has_dualstack_ipv6()
+    with _bind_http("", 0) as sock:
+        sock.setblocking(True)
+        port = sock.getsockname()[1]
+        for address in ("127.0.0.1", "::1"):
+            with socket.create_connection((address, port), timeout=5):
+                conn, _ = sock.accept()
+                conn.close()
+
+
 def test_a_signal_repeated_while_stopping_is_no_error(caplog: pytest.LogCaptureFixture) -> None:
     """kopf handles SIGTERM by setting a once-only future; a second signal while it stops
     (``kill`` twice, Ctrl-C twice) made asyncio report an InvalidStateError, logged as an
