@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -257,7 +258,7 @@ class Pod:
 def start_pod(image: Image, kube: Kube, sandbox: Any, namespace: str, ctl_ns: str,
               work: Path, name: str) -> Pod:
     """The Deployment's args (``$(POD_NAMESPACE)`` filled in), plus the watched namespace,
-    the HTTP port and ``--controller-name``; in-cluster configuration, no kubeconfig. (The
+    a free HTTP port and ``--controller-name``; in-cluster configuration, no kubeconfig. (The
     script is started by its interpreter, as the kernel does for the ENTRYPOINT: its ``#!``
     names where the replay installed it, not /usr/local.)"""
     from tests.integration.test_sealed_controller import SA
@@ -280,7 +281,7 @@ def start_pod(image: Image, kube: Kube, sandbox: Any, namespace: str, ctl_ns: st
                             log_path=work / "controller.log")
     ctl.argv = ["unshare", "--mount", "--pid", "--fork", "--mount-proc", "--",
                 "sh", "-c", POD_SCRIPT, "pod", image.dockerfile.entrypoint[0], *args,
-                "--namespace", namespace, "--http-host", "127.0.0.1",
+                "--namespace", namespace,  # the default --http-host: every address
                 "--http-port", str(ctl.port), "--controller-name", name]
     env = {**{k: v for k, v in image.env().items() if k in ("LANG", "LC_ALL", "TZ")},
            **image.dockerfile.env, "PATH": "/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -328,6 +329,9 @@ def test_installed_controller_runs_as_the_restricted_pod(
         world.wait_data("from-vault", {"password": f"pod-{MARK}".encode()})
         status_code, body = pod.ctl.http("/metrics")
         assert status_code == 200 and b"secretsync_unseal_total" in body
+        # as the kubelet probes a pod on an IPv6 address (an IPv6-only cluster)
+        with urllib.request.urlopen(f"http://[::1]:{pod.ctl.port}/healthz", timeout=10) as r:
+            assert r.status == 200
     finally:
         log_text = stop_pod(pod)
     assert VALUE not in log_text and MARK not in log_text
