@@ -34,13 +34,13 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 class _Stopper:
-    """SIGTERM/SIGINT for the phases kopf's own handlers do not cover (connecting, waiting
-    for the Lease as a standby, loading keys): they cancel the main task, whose ``finally``
-    blocks release the Lease and stop the endpoints, and the exit code is 0.
+    """SIGTERM/SIGINT until kopf installs its own handlers (connecting, waiting for the Lease
+    as a standby, loading keys, the initial sync): they cancel the main task, whose
+    ``finally`` blocks release the Lease and stop the endpoints, and the exit code is 0.
 
     Without it a standby -- PID 1 in its container, where a signal without a handler is
     ignored -- only ended with the kubelet's SIGKILL 30 s later; outside a container it died
-    of the signal. The initial sync installs its own handlers and reinstalls these after."""
+    of the signal."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any]) -> None:
         self.loop, self.task = loop, task
@@ -55,9 +55,6 @@ class _Stopper:
             self.signum = signum
             log.info("stopping (%s)", signal.Signals(signum).name)
             self.task.cancel()
-
-
-_stopper: _Stopper | None = None
 
 
 def _duration(text: str) -> float:
@@ -165,10 +162,6 @@ def run(args: argparse.Namespace) -> int:
     _setup_logging(args.log_format, args.log_level)
     try:
         return asyncio.run(_main(args))
-    except asyncio.CancelledError:  # stopped by a signal before _main's own handling
-        if _stopper is None or _stopper.signum is None:
-            raise
-        return 0
     except KeyboardInterrupt:
         return 130
     except SecretSyncError as exc:
@@ -242,19 +235,28 @@ def _http_failed(task: asyncio.Task[Any]) -> None:
 
 
 async def _main(args: argparse.Namespace) -> int:
+    """``_run`` under the signal handling of ``_Stopper``: a stop by signal exits 0."""
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(_loop_exception)
+    task = asyncio.current_task()
+    assert task is not None
+    stopper = _Stopper(loop, task)
+    stopper.install()
+    try:
+        return await _run(args)
+    except asyncio.CancelledError:
+        if stopper.signum is None:
+            raise
+        return 0  # _run's finally blocks released the Lease (if held) and stopped the rest
+
+
+async def _run(args: argparse.Namespace) -> int:
     from secretsync.controller import sealed  # noqa: F401  (before the endpoints' thread)
     from secretsync.controller.keyring import KeyManager
     from secretsync.controller.leader import LeaderElector
     from secretsync.controller.runtime import Runtime, set_runtime
     from secretsync.kube import Kube
 
-    global _stopper
-    loop = asyncio.get_running_loop()
-    loop.set_exception_handler(_loop_exception)
-    task = asyncio.current_task()
-    assert task is not None
-    _stopper = _Stopper(loop, task)
-    _stopper.install()
     sock = _bind_http(args.http_host, args.http_port) if args.http_port else None
     try:
         kube = await asyncio.to_thread(Kube.from_config, args.kubeconfig, args.context)
@@ -284,10 +286,6 @@ async def _main(args: argparse.Namespace) -> int:
         rt.is_leader = True
         await keys.start()
         return await _operate(args, rt, elector)
-    except asyncio.CancelledError:
-        if _stopper.signum is None:
-            raise
-        return 0  # the finally below releases the Lease (if held) and stops the rest
     finally:
         if elector is not None and rt.is_leader:
             await asyncio.to_thread(elector.release)
@@ -301,34 +299,22 @@ async def _main(args: argparse.Namespace) -> int:
 async def _initial_sync(rt: Any, args: argparse.Namespace, listed: list[dict[str, Any]],
                         keeper: asyncio.Task[Any] | None) -> str:
     """Every listed SealedSecret reconciled before kopf starts (``sealed_start``). Returns
-    "synced" to go on, "signal" after SIGTERM/SIGINT (kopf's own signal handling is not
-    installed yet) or "lost" when the Lease was lost meanwhile; the sync is cancelled then."""
+    "synced" to go on, or "lost" when the Lease was lost meanwhile; the sync is cancelled
+    then, and when a signal stops the controller (``_Stopper`` cancels this task)."""
     from secretsync.controller.sealed_start import initial_sync
 
     if not listed:
         return "synced"
-    loop = asyncio.get_running_loop()
-    stop: asyncio.Future[int] = loop.create_future()
-
-    def _on_signal(signum: int) -> None:
-        if not stop.done():
-            stop.set_result(signum)
-
-    signals = (signal.SIGTERM, signal.SIGINT)
-    for signum in signals:
-        loop.add_signal_handler(signum, _on_signal, signum)
     sync = asyncio.create_task(initial_sync(rt, args.namespace, listed), name="initial-sync")
-    waiters: set[asyncio.Future[Any]] = {sync, stop}
+    waiters: set[asyncio.Future[Any]] = {sync}
     if keeper is not None:
         waiters.add(keeper)
     try:
         done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        log.info("stopped during the initial sync")
+        raise
     finally:
-        if _stopper is not None:
-            _stopper.install()
-        else:
-            for signum in signals:
-                loop.remove_signal_handler(signum)
         if not sync.done():
             sync.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -337,10 +323,7 @@ async def _initial_sync(rt: Any, args: argparse.Namespace, listed: list[dict[str
         if not sync.cancelled() and sync.exception() is not None:  # a bug: kopf catches up
             log.error("initial sync failed: %s", type(sync.exception()).__name__)
         return "synced"
-    if keeper is not None and keeper in done:
-        return "lost"
-    log.info("stopped during the initial sync")
-    return "signal"
+    return "lost"
 
 
 def _tune_gc() -> None:
@@ -486,12 +469,7 @@ async def _operate(args: argparse.Namespace, rt: Any, elector: Any) -> int:
     keeper = asyncio.create_task(elector.keep(), name="lease") if elector else None
     operator: asyncio.Task[Any] | None = None
     try:
-        outcome = await _initial_sync(rt, args, listed, keeper)
-        if outcome == "signal":
-            if keeper is not None:
-                keeper.cancel()
-            return 0
-        lost = outcome == "lost"
+        lost = await _initial_sync(rt, args, listed, keeper) == "lost"
         if not lost:
             operator = _start_operator(args, ready, namespaces)
             waiters: set[asyncio.Task[Any]] = {operator}
@@ -499,9 +477,11 @@ async def _operate(args: argparse.Namespace, rt: Any, elector: Any) -> int:
                 waiters.add(keeper)
             done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
             lost = keeper is not None and keeper in done
-    finally:
+    finally:  # also on a stop by signal: no renewal of the Lease after its release
         for task in background:
             task.cancel()
+        if keeper is not None:
+            keeper.cancel()
     if lost:
         rt.is_leader = False
         if operator is not None:
@@ -511,8 +491,6 @@ async def _operate(args: argparse.Namespace, rt: Any, elector: Any) -> int:
         log.error("lost leadership; exiting so the pod restarts as a standby")
         return 1
     assert operator is not None
-    if keeper is not None:
-        keeper.cancel()
     exc = None if operator.cancelled() else operator.exception()
     if exc is not None:
         log.error("operator stopped: %s", type(exc).__name__)
