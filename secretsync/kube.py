@@ -540,11 +540,8 @@ class Kube:
         namespace: str | None = None,
         label_selector: str = "",
     ) -> list[Obj]:
-        resp = self.request("GET", _custom(group, version, plural, namespace),
-                            query={"labelSelector": label_selector},
-                            what=f"list {plural}.{group}")
-        items: list[Obj] = resp.get("items") or []
-        return items
+        return self._list_items(_custom(group, version, plural, namespace),
+                                {"labelSelector": label_selector}, f"list {plural}.{group}")
 
     def create_custom(
         self, group: str, version: str, plural: str, namespace: str | None,
@@ -644,11 +641,8 @@ class Kube:
                             what=f"create Event for {namespace}/{meta.get('name')}")
 
     def list_events(self, namespace: str, field_selector: str = "") -> list[Obj]:
-        resp = self.request("GET", _core(namespace, "events"),
-                            query={"fieldSelector": field_selector},
-                            what=f"list Events in {namespace}")
-        items: list[Obj] = resp.get("items") or []
-        return items
+        return self._list_items(_core(namespace, "events"), {"fieldSelector": field_selector},
+                                f"list Events in {namespace}")
 
     # --- Namespaces and workloads (ExternalSecret conditions and rollout restarts) ---------
 
