@@ -8,10 +8,8 @@ a finalizer, a progress annotation or a diff-base copy to our objects.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import kopf
@@ -19,14 +17,12 @@ import kopf
 from secretsync import api
 from secretsync.controller import external_hashkey
 from secretsync.controller.external_engine import Engine
-from secretsync.controller.runtime import get_runtime
+from secretsync.controller.runtime import get_runtime, use_io_threads
 from secretsync.errors import KubeError, KubeForbidden, SecretSyncError
 
 log = logging.getLogger("secretsync.external")
 
 _KEY = "external-engine"
-# Syncs are I/O bound (hvac/kubernetes calls in threads): give the default executor room.
-IO_THREADS = int(os.environ.get("SECRETSYNC_IO_THREADS", "32"))
 
 
 def engine() -> Engine:
@@ -43,9 +39,8 @@ def _obj(event: Any) -> dict[str, Any]:
 
 @kopf.on.startup()
 async def start_external(**_: Any) -> None:
-    loop = asyncio.get_running_loop()
-    loop.set_default_executor(ThreadPoolExecutor(max_workers=IO_THREADS, thread_name_prefix="io"))
     rt = get_runtime()
+    use_io_threads(rt)
     workers = int(
         getattr(rt.args, "external_workers", 0)
         or os.environ.get("SECRETSYNC_EXTERNAL_WORKERS", "16")

@@ -254,7 +254,7 @@ async def _run(args: argparse.Namespace) -> int:
     from secretsync.controller import sealed  # noqa: F401  (before the endpoints' thread)
     from secretsync.controller.keyring import KeyManager
     from secretsync.controller.leader import LeaderElector
-    from secretsync.controller.runtime import Runtime, set_runtime
+    from secretsync.controller.runtime import Runtime, set_runtime, use_io_threads
     from secretsync.kube import Kube
 
     sock = _bind_http(args.http_host, args.http_port) if args.http_port else None
@@ -268,6 +268,7 @@ async def _run(args: argparse.Namespace) -> int:
     keys = KeyManager(kube, args)
     rt = Runtime(kube=kube, args=args, keys=keys, pool=pool)
     set_runtime(rt)
+    use_io_threads(rt)
 
     server = None
     if sock is not None:

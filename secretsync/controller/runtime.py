@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -18,6 +19,9 @@ if TYPE_CHECKING:
     from secretsync.kube import Kube
 
 T = TypeVar("T")
+# threads of the event loop's default executor (asyncio.to_thread: every API and backend call);
+# at least controller.burst.SIZE, so that a group of Secret writes goes out at once
+IO_THREADS = int(os.environ.get("SECRETSYNC_IO_THREADS", "64"))
 Resyncer = Callable[[Mapping[tuple[str, str], dict[str, Any]]], Awaitable[int]]
 
 
@@ -27,6 +31,7 @@ class Runtime:
     args: argparse.Namespace
     keys: KeyManager
     pool: ThreadPoolExecutor
+    io: ThreadPoolExecutor | None = None  # the loop's default executor, once ``use_io_threads``
     # objects whose last reconcile failed for a reason a new key could fix: retried on key change
     retry_on_new_key: set[tuple[str, str, str]] = field(default_factory=set)
     is_leader: bool = False
@@ -49,6 +54,14 @@ def get_runtime() -> Runtime:
     if _RUNTIME is None:
         raise RuntimeError("the controller runtime is not initialised (call main.run)")
     return _RUNTIME
+
+
+def use_io_threads(rt: Runtime) -> None:
+    """Give the running loop a default executor of ``IO_THREADS`` threads, once (the
+    standard one has cores + 4). Threads are started on demand, not up front."""
+    if rt.io is None:
+        rt.io = ThreadPoolExecutor(max_workers=IO_THREADS, thread_name_prefix="io")
+        asyncio.get_running_loop().set_default_executor(rt.io)
 
 
 async def kube_call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:

@@ -24,6 +24,7 @@ from typing import Any
 
 from secretsync import api
 from secretsync.controller import metrics
+from secretsync.controller.burst import Burst
 from secretsync.controller.runtime import Runtime, get_runtime
 from secretsync.controller.sealed_lane import EventSpec, Lane
 from secretsync.errors import (
@@ -73,6 +74,7 @@ _locks: dict[tuple[str, str], asyncio.Lock] = {}
 _retry_pending: set[Ref] = set()
 _retries: asyncio.Queue[Ref] | None = None
 _lane: Lane | None = None
+_burst = Burst()  # Secret writes grouped while a backlog decrypts (controller.burst)
 _failed: dict[Ref, str] = {}  # objects whose last reconcile failed -> reason
 _attempts: dict[Ref, int] = {}  # consecutive API-error retries (backoff)
 # (namespace, name) -> the managed Secret as last seen (LIST at start, then the Secret watch)
@@ -123,7 +125,7 @@ async def _desired(rt: Runtime, obj: Mapping[str, Any]) -> dict[str, Any]:
         return cached.desired
     loop = asyncio.get_running_loop()
     early = _prefetched.pop(uid, None)
-    with lane().working():
+    with lane().working(), _burst.expecting():
         desired = None
         if early is not None and early[0] == key:
             with contextlib.suppress(rs.SealFailure):  # a failure: decide again, keys now
@@ -192,6 +194,7 @@ async def _apply(rt: Runtime, obj: Mapping[str, Any], desired: dict[str, Any]) -
     if plan.action == "none":
         return "none"
     with lane().working():
+        await _burst.turn()
         written = await asyncio.to_thread(_write, rt.kube, obj, desired, plan)
     plan = written.plan
     if written.secret is not None:
