@@ -6,8 +6,8 @@ every watcher (the garbage collector's among them) for one request at a time. Me
 the sandbox (two shared cores, RSA busy on both, 600 creates arriving at 350/s): one by one,
 the API server, etcd and the controller-manager spent 2.2-3.0 ms of CPU per create; sent in
 groups of 24 at once, on as many connections, 1.0-1.2 ms. On shared cores that CPU is taken
-from the decryption itself: ``bench/bench_unseal.py`` went from 50-60 % of the RSA ceiling
-to 61-77 % (groups of 48 did best; 24 and 64 did less well).
+from the decryption itself: ``bench/bench_unseal.py``'s medians went from 49-63 % of the RSA
+ceiling to 64-70 % (groups of 48 did best; 24, 32 and 64 did less well).
 
 So while decryptions are in flight (``expecting``) a write waits at the gate (``turn``) until
 ``SIZE`` writes wait, ``WINDOW`` has passed since the first write of its group, or no
