@@ -36,6 +36,7 @@ class Burst:
         self.waiting = 0  # writes waiting at the open gate
         self._gate: asyncio.Event | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # of the open gate
 
     @contextlib.contextmanager
     def expecting(self) -> Iterator[None]:
@@ -51,10 +52,13 @@ class Burst:
         if self.expected <= 0:
             self.release()  # the last one of a backlog takes the waiting ones along
             return
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:  # a gate left open by a loop that has ended (a stop)
+            self._gate, self._timer, self.waiting, self._loop = None, None, 0, loop
         gate = self._gate
         if gate is None:
             gate = self._gate = asyncio.Event()
-            self._timer = asyncio.get_running_loop().call_later(self.window, self.release)
+            self._timer = loop.call_later(self.window, self.release)
         self.waiting += 1
         if self.waiting >= self.size:
             self.release()

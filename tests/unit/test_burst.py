@@ -98,6 +98,29 @@ def test_a_cancelled_write_leaves_the_others_waiting_and_then_going() -> None:
     assert asyncio.run(main()) == ["b"]
 
 
+def test_a_gate_left_open_by_an_ended_loop_is_dropped() -> None:
+    """A stop during a backlog ends the loop with writes waiting; the engine's gate must not
+    hand that loop's Event to the next one (RuntimeError: bound to a different loop)."""
+    burst = Burst(window=30.0, size=100)
+
+    async def stopped_while_waiting() -> None:
+        with burst.expecting():
+            waiter = asyncio.create_task(burst.turn())
+            await asyncio.sleep(0.01)
+            waiter.cancel()
+
+    async def next_run() -> None:
+        with burst.expecting():
+            waiter = asyncio.create_task(burst.turn())
+            await asyncio.sleep(0.01)
+            assert burst.waiting == 1
+            burst.release()
+            await asyncio.wait_for(waiter, timeout=5)
+
+    asyncio.run(stopped_while_waiting())
+    asyncio.run(next_run())
+
+
 def test_io_threads_are_set_once_and_run_groups_concurrently() -> None:
     rt: Any = runtime.Runtime(kube=None, args=None, keys=None,  # type: ignore[arg-type]
                               pool=ThreadPoolExecutor(1))
