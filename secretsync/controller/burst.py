@@ -14,7 +14,7 @@ So while decryptions are in flight (``expecting``) a write waits at the gate (``
 decryption is left in flight (nothing else is about to join: a small backlog waits for its
 own decryptions only). With nothing in flight -- the steady state, one object changed -- a
 write goes at once. The group's writes then run concurrently on the I/O threads
-(``runtime.IO_THREADS`` >= ``SIZE``).
+(``runtime.io_threads()``, 64 by default).
 """
 
 from __future__ import annotations

@@ -9,7 +9,6 @@ a finalizer, a progress annotation or a diff-base copy to our objects.
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
 import kopf
@@ -17,7 +16,12 @@ import kopf
 from secretsync import api
 from secretsync.controller import external_hashkey
 from secretsync.controller.external_engine import Engine
-from secretsync.controller.runtime import get_runtime, use_io_threads
+from secretsync.controller.runtime import (
+    external_workers,
+    fetch_window,
+    get_runtime,
+    use_io_threads,
+)
 from secretsync.errors import KubeError, KubeForbidden, SecretSyncError
 
 log = logging.getLogger("secretsync.external")
@@ -41,11 +45,8 @@ def _obj(event: Any) -> dict[str, Any]:
 async def start_external(**_: Any) -> None:
     rt = get_runtime()
     use_io_threads(rt)
-    workers = int(
-        getattr(rt.args, "external_workers", 0)
-        or os.environ.get("SECRETSYNC_EXTERNAL_WORKERS", "16")
-    )
-    window = float(os.environ.get("SECRETSYNC_FETCH_WINDOW", "30"))
+    workers = int(getattr(rt.args, "external_workers", 0) or external_workers())
+    window = fetch_window()
     # The data-hash key, once per process, before any hash is computed or compared.
     try:
         hash_key = await external_hashkey.load_or_create(

@@ -159,8 +159,11 @@ def _import_kopf_without_kubernetes() -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from secretsync.controller.runtime import check_env_knobs
+
     _setup_logging(args.log_format, args.log_level)
     try:
+        check_env_knobs()
         return asyncio.run(_main(args))
     except KeyboardInterrupt:
         return 130

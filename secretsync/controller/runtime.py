@@ -14,14 +14,57 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from secretsync.errors import InvalidInput
+
 if TYPE_CHECKING:
     from secretsync.controller.keyring import KeyManager
     from secretsync.kube import Kube
 
 T = TypeVar("T")
-# threads of the event loop's default executor (asyncio.to_thread: every API and backend call);
-# at least controller.burst.SIZE, so that a group of Secret writes goes out at once
-IO_THREADS = int(os.environ.get("SECRETSYNC_IO_THREADS", "64"))
+
+
+def env_knob(name: str, default: float, *, minimum: float, integer: bool = True) -> float:
+    """An environment knob of the controller (``SECRETSYNC_*``): its number, or ``default``
+    when unset; a value that is not a number, or below ``minimum``, raises ``InvalidInput``
+    naming the variable (the controller stops with that one line, not a traceback)."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw) if integer else float(raw)
+    except ValueError:
+        value = None
+    if value is None or value < minimum:
+        kind = "a whole number" if integer else "a number"
+        raise InvalidInput(f"environment variable {name}={raw[:40]!r} is not {kind} "
+                           f">= {minimum:g}")
+    return value
+
+
+def io_threads() -> int:
+    """Threads of the event loop's default executor (``asyncio.to_thread``: every API and
+    backend call); the default is at least ``controller.burst.SIZE``, so that a group of
+    Secret writes goes out at once."""
+    return int(env_knob("SECRETSYNC_IO_THREADS", 64, minimum=1))
+
+
+def external_workers() -> int:
+    """ExternalSecret syncs run at once."""
+    return int(env_knob("SECRETSYNC_EXTERNAL_WORKERS", 16, minimum=1))
+
+
+def fetch_window() -> float:
+    """Seconds a backend read is shared by the syncs that need it (-1: not shared)."""
+    return env_knob("SECRETSYNC_FETCH_WINDOW", 30, minimum=-1, integer=False)
+
+
+def check_env_knobs() -> None:
+    """Every knob read at once at start-up, so a bad one stops the start, not a later phase."""
+    io_threads()
+    external_workers()
+    fetch_window()
+
+
 Resyncer = Callable[[Mapping[tuple[str, str], dict[str, Any]]], Awaitable[int]]
 
 
@@ -57,10 +100,10 @@ def get_runtime() -> Runtime:
 
 
 def use_io_threads(rt: Runtime) -> None:
-    """Give the running loop a default executor of ``IO_THREADS`` threads, once (the
+    """Give the running loop a default executor of ``io_threads()`` threads, once (the
     standard one has cores + 4). Threads are started on demand, not up front."""
     if rt.io is None:
-        rt.io = ThreadPoolExecutor(max_workers=IO_THREADS, thread_name_prefix="io")
+        rt.io = ThreadPoolExecutor(max_workers=io_threads(), thread_name_prefix="io")
         asyncio.get_running_loop().set_default_executor(rt.io)
 
 
