@@ -189,8 +189,11 @@ def main() -> int:
               f"controller CPU {cyc['cpu_s']:.2f}s, summed sync time {cyc['sync_s']:.2f}s")
         ctl.stop()
 
+        # the same controller (same name: same data-hash key Secret) restarted with the
+        # single-flight off; under another name its hash key would differ, and every Secret's
+        # hash annotation would be rewritten once (writes that are the rename's, not the mode's)
         naive = Controller(kubeconfig, ns, tmp / "naive.log", extra_args=("--log-level", "INFO"),
-                           env={"SECRETSYNC_FETCH_WINDOW": "-1"})
+                           env={"SECRETSYNC_FETCH_WINDOW": "-1"}, name=ctl.name)
         ctls.append(naive)
         naive.start(timeout=120)
         time.sleep(5)
