@@ -32,9 +32,10 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from secretsync.cores import usable_cores  # noqa: E402
 from secretsync.crypto import pem  # noqa: E402
 from secretsync.crypto.format import scope_label, seal_item  # noqa: E402
-from secretsync.keys import KeyRegistry, SealingKey, UnsealJob, default_workers, unseal_many  # noqa: E402
+from secretsync.keys import KeyRegistry, SealingKey, UnsealJob, unseal_many  # noqa: E402
 
 PY = sys.executable
 SCRIPT = str(Path(PY).parent / "secretsync")
@@ -72,7 +73,7 @@ def main() -> int:
     cert.write_bytes(pem.certificate_to_pem(key.certificate))
     one = work / "secret.yaml"
     one.write_text(yaml.safe_dump(secret_doc(0, 3)))
-    cpus = default_workers()
+    cpus = usable_cores()
     print(f"# bench_seal: python {sys.version.split()[0]}, {cpus} usable core(s), RSA-4096")
 
     # 1. start-up, interleaved so both see the same machine load

@@ -19,7 +19,6 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as _dt
-import os
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from secretsync.api import BITNAMI_LABEL_SEALING_KEY, LABEL_SEALING_KEY
+from secretsync.cores import usable_cores
 from secretsync.crypto import pem
 from secretsync.crypto.format import split_item, unseal_item
 from secretsync.documents import describe, load_documents
@@ -333,10 +333,6 @@ class UnsealJob:
     fingerprint_hint: str | None = None
 
 
-def default_workers() -> int:
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
-
-
 def unseal_many(
     registry: KeyRegistry, jobs: Sequence[UnsealJob], *, workers: int | None = None
 ) -> list[bytes | CryptoError]:
@@ -352,7 +348,7 @@ def unseal_many(
         except CryptoError as exc:
             return exc
 
-    n = workers if workers is not None else default_workers()
+    n = workers if workers is not None else usable_cores()
     if n <= 1 or len(jobs) <= 1:
         return [one(j) for j in jobs]
     from concurrent.futures import ThreadPoolExecutor  # only paid for by the unseal paths

@@ -35,9 +35,10 @@ from secretsync.cli._common import (
     wrap,
 )
 from secretsync.cli.main import error
+from secretsync.cores import usable_cores
 from secretsync.documents import describe, dump_documents, load_documents, sniff_format
 from secretsync.errors import CryptoError, SecretSyncError
-from secretsync.keys import KeyRegistry, UnsealJob, default_workers, unseal_many
+from secretsync.keys import KeyRegistry, UnsealJob, unseal_many
 from secretsync.sealing import (
     encrypted_items,
     fingerprint_hint,
@@ -202,7 +203,7 @@ def run(args: argparse.Namespace) -> int:
     registry = load_registry(args.private_key)
     public_key, fp = public_key_and_fingerprint(args, args.cert)
     files, failed = discover(args.paths)
-    cores = default_workers()
+    cores = usable_cores()
     progress = _Progress(len(files), sys.stderr.isatty() and len(files) >= PROGRESS_MIN_FILES)
     results: list[FileResult] = []
 

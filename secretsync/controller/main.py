@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from secretsync import api
-from secretsync.controller.cores import usable_cores
+from secretsync.cores import usable_cores
 from secretsync.errors import SecretSyncError
 
 log = logging.getLogger("secretsync.controller")

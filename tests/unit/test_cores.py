@@ -1,4 +1,4 @@
-"""``controller.cores``: the decryption pool follows a pod's CPU limit, not the node's cores."""
+"""``secretsync.cores``: the decryption pools follow a pod's CPU limit, not the node's cores."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from secretsync.controller import cores
-from secretsync.controller.cores import cpu_limit, usable_cores
+from secretsync import cores
+from secretsync.cores import cpu_limit, usable_cores
 
 
 @pytest.mark.parametrize(("cpu_max", "expected"), [

@@ -1,6 +1,7 @@
-"""How many cores the controller may use: its CPU affinity, capped by a cgroup CPU limit.
+"""How many cores this process may use: its CPU affinity, capped by a cgroup CPU limit.
 
-Why: the decryption pool is sized to the cores (RSA runs without the GIL). In a pod with a
+Why: the decryption pools (the controller's, and ``keys.unseal_many`` for the CLI) are sized
+to the cores (RSA runs without the GIL). In a pod with a
 CPU limit, the affinity still lists every core of the node -- 64 threads for a limit of 2
 cores only queue behind the CFS quota (throttled in bursts) and hold a thread's memory each.
 Go 1.25 reads the same limit for GOMAXPROCS; this is the Python side of that.
