@@ -20,7 +20,6 @@ from secretsync.controller.runtime import (
     external_workers,
     fetch_window,
     get_runtime,
-    use_io_threads,
 )
 from secretsync.errors import KubeError, KubeForbidden, SecretSyncError
 
@@ -44,7 +43,6 @@ def _obj(event: Any) -> dict[str, Any]:
 @kopf.on.startup()
 async def start_external(**_: Any) -> None:
     rt = get_runtime()
-    use_io_threads(rt)
     workers = int(getattr(rt.args, "external_workers", 0) or external_workers())
     window = fetch_window()
     # The data-hash key, once per process, before any hash is computed or compared.

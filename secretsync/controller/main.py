@@ -271,7 +271,7 @@ async def _run(args: argparse.Namespace) -> int:
     keys = KeyManager(kube, args)
     rt = Runtime(kube=kube, args=args, keys=keys, pool=pool)
     set_runtime(rt)
-    use_io_threads(rt)
+    use_io_threads()
 
     server = None
     if sock is not None:

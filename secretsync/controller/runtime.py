@@ -74,7 +74,6 @@ class Runtime:
     args: argparse.Namespace
     keys: KeyManager
     pool: ThreadPoolExecutor
-    io: ThreadPoolExecutor | None = None  # the loop's default executor, once ``use_io_threads``
     # objects whose last reconcile failed for a reason a new key could fix: retried on key change
     retry_on_new_key: set[tuple[str, str, str]] = field(default_factory=set)
     is_leader: bool = False
@@ -99,12 +98,12 @@ def get_runtime() -> Runtime:
     return _RUNTIME
 
 
-def use_io_threads(rt: Runtime) -> None:
-    """Give the running loop a default executor of ``io_threads()`` threads, once (the
-    standard one has cores + 4). Threads are started on demand, not up front."""
-    if rt.io is None:
-        rt.io = ThreadPoolExecutor(max_workers=io_threads(), thread_name_prefix="io")
-        asyncio.get_running_loop().set_default_executor(rt.io)
+def use_io_threads() -> None:
+    """Give the running loop a default executor of ``io_threads()`` threads (the standard one
+    has cores + 4), before any engine starts. Threads are started on demand, not up front;
+    ``asyncio.run`` shuts the executor down at the end."""
+    asyncio.get_running_loop().set_default_executor(
+        ThreadPoolExecutor(max_workers=io_threads(), thread_name_prefix="io"))
 
 
 async def kube_call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:

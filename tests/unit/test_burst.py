@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 from secretsync.controller import runtime
 from secretsync.controller.burst import Burst
@@ -121,24 +119,14 @@ def test_a_gate_left_open_by_an_ended_loop_is_dropped() -> None:
     asyncio.run(next_run())
 
 
-def test_io_threads_are_set_once_and_run_groups_concurrently() -> None:
-    rt: Any = runtime.Runtime(kube=None, args=None, keys=None,  # type: ignore[arg-type]
-                              pool=ThreadPoolExecutor(1))
-
+def test_io_threads_run_a_whole_group_concurrently() -> None:
     async def main() -> int:
-        runtime.use_io_threads(rt)
-        first = rt.io
-        runtime.use_io_threads(rt)
-        assert rt.io is first and first._max_workers == runtime.io_threads() == 64
-        assert runtime.io_threads() >= Burst().size
-        # a whole group of blocking calls runs at once (the standard executor: cores + 4);
-        # with fewer threads the barrier times out
-        gate = threading.Barrier(Burst().size, timeout=10)
-        await asyncio.gather(*(asyncio.to_thread(gate.wait) for _ in range(Burst().size)))
-        return Burst().size - gate.n_waiting
+        runtime.use_io_threads()
+        assert runtime.io_threads() == 64 >= Burst().size
+        # io_threads() blocking calls run at once, a group of writes among them (the
+        # standard executor: cores + 4); with fewer threads the barrier times out
+        gate = threading.Barrier(runtime.io_threads(), timeout=10)
+        await asyncio.gather(*(asyncio.to_thread(gate.wait) for _ in range(gate.parties)))
+        return gate.parties - gate.n_waiting
 
-    try:
-        assert asyncio.run(main()) == Burst().size
-    finally:
-        rt.pool.shutdown()
-        rt.io.shutdown()
+    assert asyncio.run(main()) == 64
