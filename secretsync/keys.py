@@ -9,7 +9,7 @@
 - ``secret_body_for_key`` / ``key_from_secret``: a key as a ``kubernetes.io/tls`` Secret dict
   (the controller persists keys this way before using them) and back.
 - ``unseal_many``: many items on a thread pool; ``cryptography`` releases the GIL during RSA,
-  so unsealing uses every core.
+  so unsealing uses every core. ``unseal_many_keyed`` also says which key opened each item.
 
 Plain dicts and bytes only: no Kubernetes client here.
 """
@@ -20,9 +20,9 @@ import base64
 import binascii
 import datetime as _dt
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -38,6 +38,7 @@ _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
 TLS_SECRET_TYPE = "kubernetes.io/tls"
 ACTIVE = "active"
 COMPROMISED = "compromised"
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -199,7 +200,8 @@ def load_private_keys(data: bytes, source: str) -> list[SealingKey]:
     try:
         docs, _ = load_documents(data, source)
     except InvalidInput as exc:
-        raise KeyError_(f"{source}: neither a PEM private key nor a key Secret") from exc
+        why = exc.message.removeprefix(f"{source}: ")  # what the YAML/JSON loader refused
+        raise KeyError_(f"{source}: neither a PEM private key nor a key Secret ({why})") from exc
     keys = [key_from_secret(d) for d in docs if d.get("kind") == "Secret"]
     if not keys:
         raise KeyError_(f"{source}: no PEM private key and no Secret with tls.key found")
@@ -301,6 +303,14 @@ class KeyRegistry:
     def decrypt(self, item: bytes, label: bytes, fingerprint_hint: str | None = None) -> bytes:
         """Unseal one raw item. Raises ``CiphertextTooShort`` for malformed input and
         ``DecryptionFailed`` when no key (in this scope) opens it."""
+        return self.decrypt_with_key(item, label, fingerprint_hint)[0]
+
+    def decrypt_with_key(
+        self, item: bytes, label: bytes, fingerprint_hint: str | None = None
+    ) -> tuple[bytes, SealingKey]:
+        """``decrypt``, and the key that opened the item. An RSA-OAEP ciphertext names no
+        key; only a successful decryption attributes it (``reencrypt`` needs this to tell
+        an item sealed to the new key from one a fingerprint annotation merely claims is)."""
         rsa_ct, _ = split_item(item)  # malformed input fails once, not once per key
         candidates = self.candidates(fingerprint_hint)
         if not candidates:
@@ -312,7 +322,7 @@ class KeyRegistry:
                 continue  # made for a key of another size: no RSA operation wasted
             tried += 1
             try:
-                return unseal_item(key.private_key, item, label)
+                return unseal_item(key.private_key, item, label), key
             except DecryptionFailed:
                 continue
         if tried == 0:
@@ -348,10 +358,31 @@ def unseal_many(
         except CryptoError as exc:
             return exc
 
+    return _on_pool(one, jobs, workers)
+
+
+def unseal_many_keyed(
+    registry: KeyRegistry, jobs: Sequence[UnsealJob], *, workers: int | None = None
+) -> list[tuple[bytes, str] | CryptoError]:
+    """``unseal_many``, each success paired with the fingerprint of the key that opened it."""
+
+    def one(job: UnsealJob) -> tuple[bytes, str] | CryptoError:
+        try:
+            value, key = registry.decrypt_with_key(job.item, job.label, job.fingerprint_hint)
+        except CryptoError as exc:
+            return exc
+        return value, key.fingerprint
+
+    return _on_pool(one, jobs, workers)
+
+
+def _on_pool(
+    fn: Callable[[UnsealJob], _T], jobs: Sequence[UnsealJob], workers: int | None
+) -> list[_T]:
     n = workers if workers is not None else usable_cores()
     if n <= 1 or len(jobs) <= 1:
-        return [one(j) for j in jobs]
+        return [fn(j) for j in jobs]
     from concurrent.futures import ThreadPoolExecutor  # only paid for by the unseal paths
 
     with ThreadPoolExecutor(max_workers=min(n, len(jobs)), thread_name_prefix="unseal") as pool:
-        return list(pool.map(one, jobs, chunksize=1))
+        return list(pool.map(fn, jobs, chunksize=1))

@@ -21,6 +21,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from secretsync import api
+from secretsync.api import names
 from secretsync.crypto.format import scope_label, seal_item
 from secretsync.errors import CiphertextTooShort, CryptoError, InvalidInput
 
@@ -41,7 +42,7 @@ def _str_map(value: object, where: str) -> dict[str, str]:
     out = _mapping(value, where)
     for k, v in out.items():
         if not isinstance(k, str) or not isinstance(v, str):
-            raise InvalidInput(f"{where}.{k} must be a string")
+            raise InvalidInput(f"{names.field(where, k)} must be a string")
     return out
 
 
@@ -55,7 +56,7 @@ def scope_of(annotations: Mapping[str, Any]) -> str:
     if ours is not None:
         if ours not in api.SCOPES:
             raise InvalidInput(
-                f"annotation {api.ANN_SCOPE}={ours!r} is not one of {', '.join(api.SCOPES)}"
+                f"annotation {api.ANN_SCOPE} is not one of {', '.join(api.SCOPES)}"
             )
         return str(ours)
     if _true(annotations.get(api.BITNAMI_ANN_CLUSTER_WIDE)):
@@ -91,9 +92,20 @@ def decode_item(value: object, where: str) -> bytes:
 
 
 def secret_items(doc: Mapping[str, Any]) -> dict[str, bytes]:
-    """``data`` (base64) and ``stringData`` (text; wins on a clash, as in Kubernetes)."""
+    """``data`` (base64) and ``stringData`` (text; wins on a clash, as in Kubernetes). Keys
+    must be keys the API server accepts in a Secret (checked here, before the commit)."""
     items: dict[str, bytes] = {}
-    for k, v in _mapping(doc.get("data"), "data").items():
+    data = _mapping(doc.get("data"), "data")
+    string_data = _mapping(doc.get("stringData"), "stringData")
+    for where, mapping in (("data", data), ("stringData", string_data)):
+        for k in mapping:
+            if isinstance(k, bool) or not isinstance(k, str | int):
+                raise InvalidInput(f"{where} has a key that is not a string")
+            if not names.is_secret_key(str(k)):
+                raise InvalidInput(
+                    f"{names.field(where, str(k))}: not a valid Secret key ({names.KEY_RULE})"
+                )
+    for k, v in data.items():
         if v is None:
             v = ""
         if not isinstance(v, str):
@@ -102,7 +114,7 @@ def secret_items(doc: Mapping[str, Any]) -> dict[str, bytes]:
             items[str(k)] = base64.b64decode("".join(v.split()), validate=True)
         except (binascii.Error, ValueError):
             raise InvalidInput(f"data.{k} is not valid base64") from None
-    for k, v in _mapping(doc.get("stringData"), "stringData").items():
+    for k, v in string_data.items():
         if v is None:
             v = ""
         if not isinstance(v, str):
@@ -112,10 +124,11 @@ def secret_items(doc: Mapping[str, Any]) -> dict[str, bytes]:
 
 
 def _check_secret(doc: Mapping[str, Any]) -> None:
+    # never quote what the fields hold: a misplaced value would land in the message
     if doc.get("kind") != "Secret":
-        raise InvalidInput(f"not a Secret (kind is {doc.get('kind')!r})")
+        raise InvalidInput("not a Secret (kind must be Secret)")
     if doc.get("apiVersion", "v1") != "v1":
-        raise InvalidInput(f"not a v1 Secret (apiVersion is {doc.get('apiVersion')!r})")
+        raise InvalidInput("not a v1 Secret (apiVersion must be v1)")
 
 
 def template_of(doc: Mapping[str, Any]) -> dict[str, Any]:
@@ -165,10 +178,12 @@ def seal_secret(
     namespace = meta.get("namespace") or default_namespace or ""
     if not isinstance(namespace, str):
         raise InvalidInput("metadata.namespace must be a string")
+    ns_field = "metadata.namespace" if meta.get("namespace") else "-n/--namespace"
+    names.check_names(name, namespace, ns_field)
     annotations = _str_map(meta.get("annotations"), "metadata.annotations")
     chosen = scope or scope_of(annotations)
     if chosen not in api.SCOPES:
-        raise InvalidInput(f"unknown scope {chosen!r} (use {', '.join(api.SCOPES)})")
+        raise InvalidInput(f"unknown scope (use {', '.join(api.SCOPES)})")
     if chosen != api.SCOPE_CLUSTER and not namespace:
         raise InvalidInput(f"{chosen} scope needs a namespace (set metadata.namespace or -n)")
     items = secret_items(doc)
@@ -209,8 +224,8 @@ def sealed_label(doc: Mapping[str, Any], default_namespace: str | None = None) -
     """The OAEP label a SealedSecret's items were sealed with (its name, namespace, scope)."""
     if not is_sealed_secret(doc):
         raise InvalidInput(
-            f"not a SealedSecret of {' or '.join(SEALED_API_VERSIONS)} "
-            f"(kind {doc.get('kind')!r}, apiVersion {doc.get('apiVersion')!r})"
+            f"not a SealedSecret (kind must be {api.KIND_SEALED}, apiVersion "
+            f"{' or '.join(SEALED_API_VERSIONS)})"
         )
     meta = _mapping(doc.get("metadata"), "metadata")
     name = meta.get("name") or ""
@@ -237,7 +252,21 @@ def encrypted_items(doc: Mapping[str, Any]) -> dict[str, bytes]:
     if "encryptedData" not in spec and spec.get("data"):
         raise InvalidInput("legacy spec.data (pre-v0.6 whole-Secret format) is not supported")
     enc = _mapping(spec.get("encryptedData"), "spec.encryptedData")
-    return {str(k): decode_item(v, f"spec.encryptedData.{k}") for k, v in enc.items()}
+    return {str(k): decode_item(v, names.field("spec.encryptedData", k)) for k, v in enc.items()}
+
+
+def _render(templates: dict[str, str], values: Mapping[str, bytes]) -> dict[str, bytes]:
+    """``spec.template.data`` over the decrypted values, with the controller's (bounded)
+    engine; Jinja2 comes with the ``controller`` extra, so without it: one clear line."""
+    try:
+        import jinja2  # noqa: F401
+    except ImportError:
+        raise InvalidInput(
+            "spec.template.data needs Jinja2 to render: pip install 'secretsync[controller]'"
+        ) from None
+    from secretsync.reconcile.template import render_data
+
+    return render_data(templates, values)
 
 
 def secret_from_items(
@@ -248,8 +277,9 @@ def secret_from_items(
     meta = _mapping(doc.get("metadata"), "metadata")
     spec = _mapping(doc.get("spec"), "spec")
     template = _mapping(spec.get("template"), "spec.template")
-    if template.get("data"):
-        raise InvalidInput("spec.template.data (Bitnami templates) is not supported")
+    tdata = _str_map(template.get("data"), "spec.template.data")
+    if tdata:  # rendered as the controller does: recovery must give the same Secret
+        values = {**values, **_render(tdata, values)}
     tmeta = _mapping(template.get("metadata"), "spec.template.metadata")
     out_meta: dict[str, Any] = {"name": meta.get("name")}
     namespace = meta.get("namespace") or default_namespace
@@ -281,7 +311,10 @@ def reseal(
     default_namespace: str | None = None,
 ) -> dict[str, Any]:
     """The same SealedSecret (same name, namespace, scope, template, apiVersion, everything
-    else) with ``values`` sealed to a new key, and the fingerprint annotation updated."""
+    else) with ``values`` sealed to a new key, and the fingerprint annotation updated.
+
+    Items not in ``values`` keep their ciphertext: the caller (``reencrypt``) has checked
+    that they are sealed to that key already, so the annotation stays true for every item."""
     label = sealed_label(doc, default_namespace)
     out = dict(doc)
     meta = dict(_mapping(doc.get("metadata"), "metadata"))
@@ -294,7 +327,7 @@ def reseal(
     old = _mapping(spec.get("encryptedData"), "spec.encryptedData")
     sealed = {k: encode_item(seal_item(public_key, values[k], label)) for k in values}
     # keep the original key order
-    spec["encryptedData"] = {k: sealed[k] for k in old if k in sealed} | sealed
+    spec["encryptedData"] = {k: sealed.get(k, old[k]) for k in old} | sealed
     out["spec"] = spec
     return out
 
@@ -306,22 +339,39 @@ def merge_into(
     key_fingerprint: str,
 ) -> dict[str, Any]:
     """``sealed_doc`` with the Secret's items sealed in its own name/namespace/scope, replacing
-    items of the same key and keeping the others (``seal --merge-into``)."""
+    items of the same key and keeping the others (``seal --merge-into``).
+
+    The ``key-fingerprint`` annotation must stay true for *every* item (``reencrypt`` and
+    people read it as "this SealedSecret is on that key"). Merging with another key's
+    certificate leaves the kept items on their old key, and sealing cannot re-seal them (that
+    needs the old private key, which a laptop does not have). So the annotation names the new
+    key only when every item is on it (it named that key already, or every item was
+    replaced); otherwise it is dropped. Dropped rather than kept-old (false for the new items)
+    or replaced by per-item fingerprints (a format of our own that neither Bitnami nor older
+    controllers read): the annotation is only a hint, and without it the controller tries
+    the newest key first -- the merged items open on the first try, the old ones on the
+    next. ``reencrypt`` then moves the old items to the new key."""
     _check_secret(secret_doc)
     label = sealed_label(sealed_doc)
     items = secret_items(secret_doc)
     out = dict(sealed_doc)
     spec = dict(_mapping(sealed_doc.get("spec"), "spec"))
     enc = dict(_mapping(spec.get("encryptedData"), "spec.encryptedData"))
+    uniform = fingerprint_hint(sealed_doc) == key_fingerprint or set(enc) <= set(items)
     for k, v in items.items():
         enc[k] = encode_item(seal_item(public_key, v, label))
     spec["encryptedData"] = enc
     out["spec"] = spec
     meta = dict(_mapping(sealed_doc.get("metadata"), "metadata"))
-    meta["annotations"] = {
-        **_mapping(meta.get("annotations"), "metadata.annotations"),
-        api.ANN_KEY_FINGERPRINT: key_fingerprint,
-    }
+    annotations = dict(_mapping(meta.get("annotations"), "metadata.annotations"))
+    if uniform:
+        annotations[api.ANN_KEY_FINGERPRINT] = key_fingerprint
+    else:
+        annotations.pop(api.ANN_KEY_FINGERPRINT, None)
+    if annotations:
+        meta["annotations"] = annotations
+    else:
+        meta.pop("annotations", None)
     out["metadata"] = meta
     return out
 

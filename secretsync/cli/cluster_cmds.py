@@ -14,6 +14,7 @@ import json
 import sys
 from typing import Any
 
+from secretsync.cli import _deadline
 from secretsync.cli._common import atomic_write
 from secretsync.documents import Format, describe, dump_documents, load_documents, sniff_format
 from secretsync.errors import KubeError, SecretSyncError
@@ -35,13 +36,21 @@ class ControllerClient:
         self.url: str | None = getattr(args, "controller_url", None)
         self.args = args
         self._kube: Any = None
+        self.timeout = _deadline.timeout_of(args)
 
     def post(self, path: str, doc: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        """(HTTP status, JSON answer) for one SealedSecret."""
+        """(HTTP status, JSON answer) for one SealedSecret, within ``--timeout`` seconds in
+        total (a controller or API server that accepts and never answers, or trickles)."""
         body = json.dumps(doc).encode()
         if self.url:
-            return self._post_direct(path, body)
-        return self._post_proxy(path, doc)
+            where = f"POST {str(self.url).rstrip('/')}{path}"
+            return _deadline.call(lambda: self._post_direct(path, body), self.timeout, where)
+        ns, name = self.args.controller_namespace, self.args.controller_name
+        return _deadline.call(
+            lambda: self._post_proxy(path, doc),
+            self.timeout,
+            f"POST {path} to Service {ns}/{name} via the API server",
+        )
 
     def _post_direct(self, path: str, body: bytes) -> tuple[int, dict[str, Any]]:
         import urllib.error
@@ -53,7 +62,7 @@ class ControllerClient:
         req = urllib.request.Request(url, data=body,  # noqa: S310 (scheme checked above)
                                      headers={"Content-Type": "application/json"})
         try:
-            with urllib.request.urlopen(req, timeout=60) as resp:  # noqa: S310 (user's URL)
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310 (user's URL)
                 return resp.status, json.loads(resp.read() or b"{}")
         except urllib.error.HTTPError as exc:
             try:

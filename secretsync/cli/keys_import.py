@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from secretsync.cli import _deadline
 from secretsync.cli._common import add_cluster_arguments
 
 
@@ -33,15 +34,27 @@ def run(args: argparse.Namespace) -> int:
         with open(path, "rb") as fh:
             keys.extend(load_private_keys(fh.read(), path))  # validates each key
     ns = args.controller_namespace
-    kube = None if args.dry_run else Kube.from_config(args.kubeconfig, args.context)
+    timeout = _deadline.timeout_of(args)
+    kube = None
+    if not args.dry_run:
+        kube = _deadline.call(
+            lambda: Kube.from_config(args.kubeconfig, args.context),
+            timeout,
+            "loading the kubeconfig",
+        )
     created = 0
     for key in keys:
         name = secret_name_for_key(key)
         if kube is None:
             print(f"would import key {key.fingerprint[:16]} as Secret {ns}/{name}")
             continue
+        body = secret_body_for_key(key, namespace=ns, name=name)
         try:
-            kube.create_secret(ns, secret_body_for_key(key, namespace=ns, name=name))
+            _deadline.call(
+                lambda: kube.create_secret(ns, body),  # noqa: B023 - called right here
+                timeout,
+                f"creating Secret {ns}/{name} on the API server",
+            )
             created += 1
             print(f"imported key {key.fingerprint[:16]} as Secret {ns}/{name}")
         except KubeConflict:

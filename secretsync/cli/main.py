@@ -184,6 +184,11 @@ def _report(exc: BaseException) -> int:
         where = exc.filename if exc.filename else ""
         text = exc.strerror or str(exc)
         return error(f"{where}: {text}" if where else text)
+    # Backstops: the loaders refuse deep nesting and inputs over 64 MiB first.
+    if isinstance(exc, RecursionError):
+        return error("the input nests too deeply")
+    if isinstance(exc, MemoryError):
+        return error("out of memory (is the input too large?)")
     # The text of an unexpected exception could quote input (secret) bytes: name the type only.
     return error(
         f"unexpected {type(exc).__name__} (a bug; rerun with SECRETSYNC_DEBUG=1 for details)"

@@ -5,10 +5,23 @@ in the given files (or ``*.yaml``/``*.yml``/``*.json`` under the given directori
 directories skipped) is decrypted with the old private key(s) and sealed to the new
 certificate, keeping its name, namespace, scope, template and every other field.
 
-- Files are rewritten atomically (temp file + rename, file mode kept) and only when something
-  changed: documents already carrying the new key's fingerprint are left as they are, and
-  files without SealedSecrets are never touched. A rewritten YAML file loses its comments
-  and original formatting (PyYAML does not keep them); the other documents in it are kept.
+- "Already sealed to the new key" is decided per item, never from the ``key-fingerprint``
+  annotation (a ``seal --merge-into`` with a new certificate, an older secretsync or a hand
+  edit can make it claim what some items are not; skipping them would strand them on a key
+  about to be retired). An RSA-OAEP ciphertext names no key, so each item is decrypted:
+  with the new key's private key among ``--private-key``, an item it opens is on the new key;
+  without it, an item an old key opens is not, and an item no given key opens counts as on
+  the new key only when the document's annotation names that key (else the file fails,
+  hinting to add the new private key). The annotation still orders the keys tried (cost
+  only, as in the controller). Only the items not on the new key are re-sealed; the others
+  keep their ciphertext, so a second run changes nothing (it still pays one decryption per
+  item).
+- Files are rewritten atomically (temp file + rename, file mode kept; through a symlink the
+  target is rewritten and the link kept) and only when an item was re-sealed; files without
+  SealedSecrets are never touched. Read-only files are refused and listed. A rewritten YAML
+  file loses its comments and original formatting (PyYAML does not keep them); the other
+  documents in it are kept. In a tree, anything but a regular file (a FIFO named ``*.yaml``
+  would block the read) is skipped with one line.
 - A file with any item that cannot be decrypted is left untouched and listed at the end; the
   exit code is then 1.
 - Files are processed on a thread pool (RSA releases the GIL); a progress bar is drawn on
@@ -18,8 +31,10 @@ certificate, keeping its name, namespace, scope, template and every other field.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
+import stat
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,6 +42,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from secretsync.api.names import field
 from secretsync.cli._common import (
     add_cluster_arguments,
     atomic_write,
@@ -38,7 +54,7 @@ from secretsync.cli.main import error
 from secretsync.cores import usable_cores
 from secretsync.documents import describe, dump_documents, load_documents, sniff_format
 from secretsync.errors import CryptoError, SecretSyncError
-from secretsync.keys import KeyRegistry, UnsealJob, unseal_many
+from secretsync.keys import KeyRegistry, UnsealJob, unseal_many_keyed
 from secretsync.sealing import (
     encrypted_items,
     fingerprint_hint,
@@ -72,6 +88,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="PATH|URL",
         help="the new certificate (default: fetch it from the controller's ConfigMap)",
     )
+    p.add_argument(
+        "--allow-expired",
+        action="store_true",
+        help="seal to a certificate that has expired or is not valid yet",
+    )
     p.add_argument("-n", "--namespace", help="namespace for SealedSecrets without one")
     p.add_argument("--dry-run", action="store_true", help="report what would change; write nothing")
     p.add_argument("-q", "--quiet", action="store_true", help="no summary line")
@@ -87,18 +108,57 @@ class FileResult:
 
 
 def discover(paths: list[str]) -> tuple[list[str], list[FileResult]]:
+    """The files to look at, each once (a link and its target are one file), and the paths
+    that cannot be: missing, or given explicitly but not a regular file. In a tree, anything
+    but a regular file (a FIFO named ``x.yaml`` would block the read forever, a socket, a
+    device) is skipped with one line, as kubectl does."""
     files: list[str] = []
     missing: list[FileResult] = []
+    seen: set[str] = set()
+
+    def add(path: str) -> None:
+        real = os.path.realpath(path)
+        if real not in seen:
+            seen.add(real)
+            files.append(path)
+
     for path in paths:
         if os.path.isdir(path):
             for root, dirs, names in os.walk(path):
                 dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                files.extend(os.path.join(root, n) for n in sorted(names) if n.endswith(EXTENSIONS))
-        elif os.path.isfile(path):
-            files.append(path)
+                for name in sorted(names):
+                    if not name.endswith(EXTENSIONS):
+                        continue
+                    full = os.path.join(root, name)
+                    if _regular(full):
+                        add(full)
+                    elif os.path.lexists(full):
+                        warning = f"secretsync: warning: {full}: not a regular file, skipped"
+                        print(warning, file=sys.stderr)
+        elif _regular(path):
+            add(path)
+        elif os.path.lexists(path):
+            missing.append(FileResult(path, error="not a regular file"))
         else:
             missing.append(FileResult(path, error="no such file or directory"))
     return files, missing
+
+
+def _regular(path: str) -> bool:
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _read_regular(path: str) -> bytes:
+    """The file's bytes, refusing anything that turned into a non-regular file since
+    ``discover`` (opened non-blocking: opening a FIFO must not wait for a writer)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", path)
+        return fh.read()
 
 
 def _sealed_docs(docs: list[dict[str, Any]]) -> Iterator[tuple[dict[str, Any], Any, Any]]:
@@ -122,42 +182,57 @@ def reencrypt_file(
     workers: int = 1,
     dry_run: bool = False,
 ) -> FileResult:
+    """Re-seal the items of ``path`` that are not on the new key (see the module docstring
+    for how an item is found to be on it); rewrite the file only if any was."""
     result = FileResult(path)
+    new_key_held = fp in registry
     try:
-        with open(path, "rb") as fh:
-            data = fh.read()
+        data = _read_regular(path)
         if b"SealedSecret" not in data:
             return result  # cheap skip: never parse (or touch) unrelated files
         docs, fmt = load_documents(data, path, expand_lists=False)
         todo: list[tuple[dict[str, Any], Any, Any, list[str]]] = []
         jobs: list[UnsealJob] = []
         for index, (doc, container, key) in enumerate(_sealed_docs(docs), start=1):
-            if fingerprint_hint(doc) == fp:
-                result.current += 1
-                continue
             try:
                 label = sealed_label(doc, namespace)
                 items = encrypted_items(doc)
+                claimed = fingerprint_hint(doc)
             except SecretSyncError as exc:
                 raise wrap(describe(doc, index), exc) from exc
-            hint = fingerprint_hint(doc)
+            # order only sets the cost (the key that opens an item decides, whatever the
+            # annotation says): the claimed key first, else the new one (after a merge)
+            hint = claimed if claimed in registry else (fp if new_key_held else None)
             todo.append((doc, container, key, list(items)))
             jobs.extend(UnsealJob(v, label, hint) for v in items.values())
         if not todo:
             return result
-        results = unseal_many(registry, jobs, workers=workers)
+        results = unseal_many_keyed(registry, jobs, workers=workers)
         pos = 0
         for doc, container, key, names in todo:
-            values: dict[str, bytes] = {}
+            stale: dict[str, bytes] = {}
             for name in names:
-                value = results[pos]
+                outcome = results[pos]
                 pos += 1
-                if isinstance(value, CryptoError):
-                    raise wrap(f"{describe(doc)}: spec.encryptedData.{name}", value)
-                values[name] = value
-            container[key] = reseal(doc, values, public_key, fp, namespace)
+                if isinstance(outcome, CryptoError):
+                    if not new_key_held and fingerprint_hint(doc) == fp:
+                        continue  # no old key opens it and the document names the new key
+                    failure = wrap(f"{describe(doc)}: {field('spec.encryptedData', name)}", outcome)
+                    if new_key_held:
+                        raise failure
+                    raise SecretSyncError(
+                        f"{failure.message} (if it is sealed to the new certificate already, "
+                        "add that key's private key with --private-key)"
+                    )
+                value, opened_by = outcome
+                if opened_by != fp:
+                    stale[name] = value
+            if not stale:
+                result.current += 1
+                continue
+            container[key] = reseal(doc, stale, public_key, fp, namespace)
             result.resealed += 1
-        if not dry_run:
+        if result.resealed and not dry_run:
             text = data.decode("utf-8-sig")
             if fmt == "json" and text.lstrip().startswith("["):
                 out = json.dumps(docs, indent=2, ensure_ascii=False) + "\n"

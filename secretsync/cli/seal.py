@@ -10,18 +10,26 @@ import argparse
 import sys
 
 from secretsync import api
+from secretsync.api.names import check_names
 from secretsync.cli._common import (
     add_cluster_arguments,
     add_output_arguments,
     atomic_write,
     public_key_and_fingerprint,
+    read_file,
     read_input,
     wrap,
     write_output,
 )
 from secretsync.documents import describe, dump_documents, load_documents
 from secretsync.errors import InvalidInput, SecretSyncError
-from secretsync.sealing import is_sealed_secret, merge_into, seal_raw, seal_secret
+from secretsync.sealing import (
+    fingerprint_hint,
+    is_sealed_secret,
+    merge_into,
+    seal_raw,
+    seal_secret,
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -54,13 +62,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--allow-empty-data", action="store_true", help="accept Secrets without any data"
     )
+    p.add_argument(
+        "--allow-expired",
+        action="store_true",
+        help="seal to a certificate that has expired or is not valid yet",
+    )
     add_cluster_arguments(p)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.raw:
         return _run_raw(args)
-    if args.input in (None, "-") and sys.stdin.isatty():
+    if args.input in (None, "-") and sys.stdin is not None and sys.stdin.isatty():
         print("secretsync: reading Secret(s) from stdin (Ctrl-D to end)", file=sys.stderr)
     data, source = read_input(args.input)
     docs, in_fmt = load_documents(data, source)
@@ -94,11 +107,8 @@ def _run_raw(args: argparse.Namespace) -> int:
         raise InvalidInput(f"--raw with {scope} scope needs --namespace")
     if scope == api.SCOPE_STRICT and not args.name:
         raise InvalidInput("--raw with strict scope needs --name")
-    if args.from_file:
-        with open(args.from_file, "rb") as fh:
-            value = fh.read()
-    else:
-        value = sys.stdin.buffer.read()
+    check_names(args.name or "", args.namespace or "", "--namespace", "--name")
+    value = read_file(args.from_file) if args.from_file else read_input(None)[0]
     public_key, _ = public_key_and_fingerprint(args, args.cert)
     item = seal_raw(value, public_key, scope, args.namespace or "", args.name or "")
     write_output(args.output, item)
@@ -113,8 +123,7 @@ def _run_merge(
     fp: str,
 ) -> int:
     target = args.merge_into
-    with open(target, "rb") as fh:
-        existing, fmt = load_documents(fh.read(), target)
+    existing, fmt = load_documents(read_file(target), target)
     sealed_idx = [i for i, d in enumerate(existing) if is_sealed_secret(d)]
     if len(sealed_idx) != 1:
         raise InvalidInput(
@@ -123,6 +132,7 @@ def _run_merge(
         )
     i = sealed_idx[0]
     doc = existing[i]
+    before = fingerprint_hint(doc)
     for index, secret in enumerate(secrets, start=1):
         try:
             doc = merge_into(doc, secret, public_key, fp)  # type: ignore[arg-type]
@@ -130,4 +140,12 @@ def _run_merge(
             raise wrap(f"{source}: {describe(secret, index)}", exc) from exc
     existing[i] = doc
     atomic_write(target, dump_documents(existing, fmt).encode("utf-8"))
+    if before not in (None, fp) and fingerprint_hint(doc) is None:
+        # the kept items are still on the old key: say so, or they are stranded at retirement
+        print(
+            f"secretsync: warning: {target}: the items not in the input stay sealed to key "
+            f"{str(before)[:16]} (annotation {api.ANN_KEY_FINGERPRINT} removed); move them "
+            "to this certificate with `secretsync reencrypt --private-key OLD-KEY`",
+            file=sys.stderr,
+        )
     return 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from secretsync.api.names import field
 from secretsync.cli._common import (
     add_output_arguments,
     load_registry,
@@ -67,9 +68,8 @@ def unseal_documents(
         values: dict[str, bytes] = {}
         for name, result in zip(names, chunk, strict=True):
             if isinstance(result, CryptoError):
-                raise wrap(
-                    f"{source}: {describe(doc, index)}: spec.encryptedData.{name}", result
-                ) from result
+                where = field("spec.encryptedData", name)
+                raise wrap(f"{source}: {describe(doc, index)}: {where}", result) from result
             values[name] = result
         try:
             out.append(secret_from_items(doc, values, default_namespace))

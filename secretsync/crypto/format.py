@@ -44,7 +44,7 @@ def scope_label(scope: str, namespace: str, name: str) -> bytes:
         return namespace.encode()
     if scope == "cluster-wide":
         return b""
-    raise InvalidInput(f"unknown scope {scope!r} (use strict, namespace-wide or cluster-wide)")
+    raise InvalidInput("unknown scope (use strict, namespace-wide or cluster-wide)")
 
 
 def _oaep(label: bytes) -> padding.OAEP:

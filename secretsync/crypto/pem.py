@@ -28,8 +28,13 @@ from secretsync.errors import KeyError_
 
 DEFAULT_KEY_BITS = 4096
 MIN_KEY_BITS = 2048
+MAX_KEY_BITS = 16384  # beyond, generation takes hours and every unseal seconds
 DEFAULT_CERT_DAYS = 3650  # the certificate only carries the public key; its expiry is advisory
+MAX_CERT_DAYS = 36500  # a century; X.509 dates end in year 9999
 DEFAULT_COMMON_NAME = "secretsync"
+MAX_COMMON_NAME = 64  # X.520 ub-common-name
+# a certificate made a moment ago on a machine whose clock runs ahead is not "not yet valid"
+CLOCK_SKEW = _dt.timedelta(minutes=5)
 
 _PRIVATE_MARKERS = (b"-----BEGIN RSA PRIVATE KEY-----", b"-----BEGIN PRIVATE KEY-----")
 _ENCRYPTED_MARKER = b"-----BEGIN ENCRYPTED PRIVATE KEY-----"
@@ -41,6 +46,8 @@ def generate_private_key(bits: int = DEFAULT_KEY_BITS) -> rsa.RSAPrivateKey:
     """A fresh RSA key (public exponent 65537). RSA-4096 takes ~0.4 s, sometimes over 1 s."""
     if bits < MIN_KEY_BITS:
         raise KeyError_(f"key size {bits} is too small; use at least {MIN_KEY_BITS} bits")
+    if bits > MAX_KEY_BITS:
+        raise KeyError_(f"key size {bits} is too large; use at most {MAX_KEY_BITS} bits")
     return rsa.generate_private_key(public_exponent=65537, key_size=bits)
 
 
@@ -55,8 +62,10 @@ def self_signed_certificate(
 
     ``not_valid_before`` is the key's creation time: the registry orders keys by it.
     """
-    if days <= 0:
-        raise KeyError_("certificate validity must be at least one day")
+    if not 1 <= days <= MAX_CERT_DAYS:
+        raise KeyError_(f"certificate validity must be 1 to {MAX_CERT_DAYS} days")
+    if not 1 <= len(common_name) <= MAX_COMMON_NAME:
+        raise KeyError_(f"the common name must be 1 to {MAX_COMMON_NAME} characters")
     start = (now or _dt.datetime.now(_dt.UTC)).replace(microsecond=0)
     subject = x509.Name(
         [
@@ -160,14 +169,61 @@ def load_certificate_pem(data: bytes) -> x509.Certificate:
         raise KeyError_("not a readable PEM certificate") from exc
 
 
-def load_public_key_pem(data: bytes) -> rsa.RSAPublicKey:
-    """An RSA public key from a certificate or a ``PUBLIC KEY``/``RSA PUBLIC KEY`` PEM block.
+def leaf_certificate(data: bytes) -> x509.Certificate:
+    """The leaf of a PEM bundle: the certificate no other one in the bundle was issued by
+    (a CA certificate that happens to come first must not be sealed to -- kubeseal takes
+    the first). Among several candidates, the only one that is not a CA; else an error."""
+    try:
+        certs = x509.load_pem_x509_certificates(data)
+    except ValueError as exc:
+        raise KeyError_("not a readable PEM certificate") from exc
+    if len(certs) == 1:
+        return certs[0]
+    issuers = {c.issuer for c in certs if c.issuer != c.subject}
+    leaves = [c for c in certs if c.subject not in issuers]
+    if len(leaves) > 1:
+        leaves = [c for c in leaves if not _is_ca(c)]
+    if len(leaves) != 1:
+        raise KeyError_(
+            f"the PEM bundle holds {len(certs)} certificates and no single leaf; "
+            "give the controller's certificate alone"
+        )
+    return leaves[0]
 
-    The certificate's validity dates are not checked: they say nothing about the key's
-    secrecy, and Bitnami's controller keeps using old keys to unseal.
-    """
+
+def _is_ca(cert: x509.Certificate) -> bool:
+    try:
+        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+    except x509.ExtensionNotFound:
+        return False
+
+
+def validity_problem(cert: x509.Certificate, now: _dt.datetime | None = None) -> str | None:
+    """Why ``cert`` is not valid at ``now`` (expired, or not yet valid beyond a few minutes
+    of clock skew), or None. Sealing refuses such a certificate (kubeseal refuses expired
+    ones); unsealing ignores the dates, which say nothing about the key's secrecy."""
+    at = now or _dt.datetime.now(_dt.UTC)
+    if at + CLOCK_SKEW < cert.not_valid_before_utc:
+        return f"the certificate is not valid before {cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC"
+    if at > cert.not_valid_after_utc:
+        return f"the certificate expired on {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC"
+    return None
+
+
+def load_public_key_pem(data: bytes) -> rsa.RSAPublicKey:
+    """An RSA public key from a certificate (the leaf of a bundle) or a ``PUBLIC KEY``/``RSA
+    PUBLIC KEY`` PEM block. The certificate's dates are not checked here (see
+    ``validity_problem``)."""
+    return load_public_key_and_certificate(data)[0]
+
+
+def load_public_key_and_certificate(
+    data: bytes,
+) -> tuple[rsa.RSAPublicKey, x509.Certificate | None]:
+    """``load_public_key_pem``, and the certificate it came from (None for a bare key)."""
     if _CERT_MARKER in data:
-        return _require_rsa_public(load_certificate_pem(data).public_key())
+        cert = leaf_certificate(data)
+        return _require_rsa_public(cert.public_key()), cert
     if any(marker in data for marker in _PUBLIC_MARKERS):
         from cryptography.hazmat.primitives import serialization
 
@@ -177,7 +233,7 @@ def load_public_key_pem(data: bytes) -> rsa.RSAPublicKey:
             raise KeyError_("not a readable PEM public key") from exc
         except Exception as exc:  # UnsupportedAlgorithm
             raise KeyError_(f"not a usable PEM public key ({type(exc).__name__})") from exc
-        return _require_rsa_public(key)
+        return _require_rsa_public(key), None
     if is_private_key_pem(data):
         raise KeyError_("this is a private key; give the certificate (public key) to seal")
     raise KeyError_("no PEM certificate or public key found")
