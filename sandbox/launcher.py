@@ -230,6 +230,10 @@ def _wait(cfg: dict[str, Any], started: dict[str, proc.Proc], name: str, timeout
 
 def write_env(cfg: dict[str, Any]) -> None:
     lines = [f"export {k}={shlex.quote(v)}" for k, v in env_vars(cfg).items()]
+    # the cached kubectl (built by `up` with the other binaries) at the sandbox's version
+    kubectl_dir = paths.BIN_CACHE / f"kubectl-{builder.KUBE_VERSION}"
+    if (kubectl_dir / "kubectl").exists():
+        lines.append(f'export PATH={shlex.quote(str(kubectl_dir))}:"$PATH"')
     tmp = paths.ENV_FILE.with_suffix(".tmp")
     tmp.write_text("# written by `python -m sandbox up`; source it\n" + "\n".join(lines) + "\n")
     tmp.rename(paths.ENV_FILE)

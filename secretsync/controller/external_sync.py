@@ -28,6 +28,7 @@ from secretsync.errors import (
     BackendUnavailable,
     InvalidInput,
     KubeError,
+    KubeInvalid,
     SecretSyncError,
 )
 from secretsync.kube import Kube, now_rfc3339
@@ -40,12 +41,14 @@ from secretsync.reconcile.external_status import (
     ready_condition,
     status_patch,
 )
+from secretsync.reconcile.template_limits import TemplateLimitExceeded
 
 log = logging.getLogger("secretsync.external")
 
 Key = tuple[str, str]  # (namespace, name)
 NEVER = float("inf")
-_NO_RETRY: tuple[type[SecretSyncError], ...] = (InvalidInput,)
+# Failures only a new spec can fix: no backoff retries, the object waits for a spec change
+_NO_RETRY: tuple[type[SecretSyncError], ...] = (InvalidInput, TemplateLimitExceeded, KubeInvalid)
 gauge_keys: set[Key] = set()  # objects with a last-check gauge (removed on delete)
 
 
@@ -136,7 +139,11 @@ class SyncMixin:
                 ckey, provider, backend, spec, fresh=fresh or reason == "force-sync"
             )
             assembled = rx.assemble(spec, results)
-            data = rx.render(spec, assembled.data)
+            if spec.template is not None and spec.template.data:
+                # a bounded but possibly long render (its deadline): off the event loop
+                data = await asyncio.to_thread(rx.render, spec, assembled.data)
+            else:
+                data = rx.render(spec, assembled.data)
         except SecretSyncError as exc:
             await self._fail(key, entry, exc, retry=not isinstance(exc, _NO_RETRY))
             return
@@ -192,7 +199,7 @@ class SyncMixin:
                 msg = f"values fetched ({len(data)} keys); creationPolicy None writes no Secret"
             await self._succeed(key, entry, spec, new_hash, "Synced", msg, force)
         except KubeError as exc:
-            await self._fail(key, entry, exc, retry=True)
+            await self._fail(key, entry, exc, retry=not isinstance(exc, _NO_RETRY))
 
     async def _fetch(
         self, ckey: ClientKey, provider: str, backend: Backend, spec: ExternalSpec, *, fresh: bool
@@ -338,7 +345,8 @@ class SyncMixin:
         m.SYNCS.labels("error").inc()
         m.ERRORS.labels(exc.reason).inc()
         log.warning(
-            "ExternalSecret %s/%s not synced (%s): %s", key[0], key[1], exc.reason, exc.message
+            "ExternalSecret %s/%s not synced (%s): %s%s", key[0], key[1], exc.reason,
+            exc.message, "; will retry" if retry else "; waits for a change of its spec",
         )
         if retry:
             delay = sched.backoff(entry.failures, random.random())  # noqa: S311

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from secretsync.errors import InvalidInput
+from secretsync.reconcile.template_limits import Limits, set_default_limits
 
 if TYPE_CHECKING:
     from secretsync.controller.keyring import KeyManager
@@ -58,11 +59,22 @@ def fetch_window() -> float:
     return env_knob("SECRETSYNC_FETCH_WINDOW", 30, minimum=-1, integer=False)
 
 
+def template_limits() -> Limits:
+    """The bounds of every template render (``reconcile.template_limits``): the size of one
+    rendered Secret (and of any value made on the way) and the render deadline."""
+    return Limits(
+        max_bytes=int(env_knob("SECRETSYNC_TEMPLATE_MAX_BYTES", 1 << 20, minimum=1024)),
+        timeout=env_knob("SECRETSYNC_TEMPLATE_TIMEOUT", 2.0, minimum=0.01, integer=False),
+    )
+
+
 def check_env_knobs() -> None:
-    """Every knob read at once at start-up, so a bad one stops the start, not a later phase."""
+    """Every knob read at once at start-up, so a bad one stops the start, not a later phase;
+    the template bounds are applied here, once, for the whole process."""
     io_threads()
     external_workers()
     fetch_window()
+    set_default_limits(template_limits())
 
 
 Resyncer = Callable[[Mapping[tuple[str, str], dict[str, Any]]], Awaitable[int]]

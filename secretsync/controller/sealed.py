@@ -30,6 +30,7 @@ from secretsync.controller.sealed_lane import EventSpec, Lane
 from secretsync.errors import (
     KubeConflict,
     KubeError,
+    KubeInvalid,
     KubeNotFound,
     SecretSyncError,
 )
@@ -56,6 +57,8 @@ def sealed_groups(bitnami: bool) -> dict[str, str]:
 
 SEALED_GROUPS = sealed_groups(False)  # the groups reconciled; register() adds Bitnami's
 _RETRY_REASONS = {rs.REASON_DECRYPT_FAILED, rs.REASON_NO_KEYS, rs.REASON_SCOPE_MISMATCH}
+# Failures that only a new spec can change: not retried, not even re-rendered, until then
+_FINAL_REASONS = {rs.REASON_INVALID_TEMPLATE, rs.REASON_INVALID_SPEC}
 _TRANSIENT_BACKOFF = (2.0, 5.0, 10.0, 30.0, 60.0)
 
 Ref = tuple[str, str, str]  # (apiVersion, namespace, name)
@@ -68,6 +71,9 @@ class _Cached:
 
 
 _cache: dict[str, _Cached] = {}  # SealedSecret uid -> desired Secret of its current spec
+# SealedSecret uid -> (cache key, its final failure): a template that hit a render bound is
+# not rendered again for the same spec, whatever triggers the reconcile
+_final: dict[str, tuple[tuple[Any, ...], rs.SealFailure]] = {}
 # SealedSecret uid -> (cache key, decryption started before kopf ran): see prefetch()
 _prefetched: dict[str, tuple[tuple[Any, ...], Future[dict[str, Any]]]] = {}
 _locks: dict[tuple[str, str], asyncio.Lock] = {}
@@ -123,6 +129,9 @@ async def _desired(rt: Runtime, obj: Mapping[str, Any]) -> dict[str, Any]:
     cached = _cache.get(uid)
     if cached is not None and cached.key == key:
         return cached.desired
+    final = _final.get(uid)
+    if final is not None and final[0] == key:
+        raise final[1]
     loop = asyncio.get_running_loop()
     early = _prefetched.pop(uid, None)
     with lane().working(), _burst.expecting():
@@ -131,7 +140,13 @@ async def _desired(rt: Runtime, obj: Mapping[str, Any]) -> dict[str, Any]:
             with contextlib.suppress(rs.SealFailure):  # a failure: decide again, keys now
                 desired = await asyncio.wrap_future(early[1])
         if desired is None:
-            desired = await loop.run_in_executor(rt.pool, rs.unseal, obj, rt.keys.registry)
+            try:
+                desired = await loop.run_in_executor(rt.pool, rs.unseal, obj, rt.keys.registry)
+            except rs.SealFailure as exc:
+                if exc.reason in _FINAL_REASONS:
+                    _final[uid] = (key, exc)
+                raise
+    _final.pop(uid, None)
     metrics.ITEMS_DECRYPTED.inc(len((obj.get("spec") or {}).get("encryptedData") or {}))
     _cache[uid] = _Cached(key, desired)
     return desired
@@ -299,11 +314,22 @@ async def reconcile(obj: Mapping[str, Any], *, restored: bool = False) -> None:
             status = _status(obj, False, exc.reason, exc.message)
             if status is not None:  # the Event only with a changed status: no repeats
                 books.put(ref, obj, status, (exc.reason, exc.message, True))
+        except KubeInvalid as exc:  # the API server refuses the Secret: only a new spec helps
+            metrics.UNSEAL_TOTAL.labels("error").inc()
+            metrics.UNSEAL_ERRORS.labels(exc.reason).inc()
+            _failed[ref] = exc.reason
+            log.warning("%s: the API server refused the Secret (%s): %s", _what(obj),
+                        exc.reason, exc.message)
+            status = _status(obj, False, exc.reason, exc.message)
+            if status is not None:
+                books.put(ref, obj, status, (exc.reason, exc.message, True))
         except KubeError as exc:
             metrics.UNSEAL_TOTAL.labels("error").inc()
             metrics.UNSEAL_ERRORS.labels(exc.reason).inc()
             log.warning("%s: API error, will retry: %s", _what(obj), exc.message)
-            books.put(ref, obj, _status(obj, False, exc.reason, exc.message))
+            status = _status(obj, False, exc.reason, exc.message)
+            if status is not None:  # the Event only with a changed status: no repeats
+                books.put(ref, obj, status, (exc.reason, exc.message, True))
             _schedule_retry(ref)
         except SecretSyncError as exc:  # anything else typed: report, do not crash
             metrics.UNSEAL_TOTAL.labels("error").inc()
@@ -370,8 +396,9 @@ async def requeue_failed(interval: float) -> None:
     template fixed elsewhere, a key imported. A retry that fails the same way writes nothing."""
     while True:
         await asyncio.sleep(interval)
-        for ref in list(_failed):
-            await reconcile_ref(ref)
+        for ref, reason in list(_failed.items()):
+            if reason not in _FINAL_REASONS:  # those wait for a new spec (a watch event)
+                await reconcile_ref(ref)
 
 
 # --- kopf handlers --------------------------------------------------------------------------
@@ -385,6 +412,7 @@ async def on_sealed_event(event: Mapping[str, Any], body: Any, **_: Any) -> None
     if event.get("type") == "DELETED":
         ref = _ref(obj)
         _cache.pop(uid, None)
+        _final.pop(uid, None)
         _prefetched.pop(uid, None)
         get_runtime().retry_on_new_key.discard(ref)
         _failed.pop(ref, None)

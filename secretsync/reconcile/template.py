@@ -9,11 +9,13 @@ filters work; error messages name the template key and the problem, never a valu
 from __future__ import annotations
 
 import base64
+import functools
 import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from secretsync.errors import InvalidTemplate
+from secretsync.reconcile import template_limits as limits
 
 _FILTERS: dict[str, Callable[..., Any]] = {}
 
@@ -68,8 +70,13 @@ def _b64urldec(value: str) -> str:
 
 @template_filter("fromYaml")
 def _from_yaml(value: str) -> Any:
+    """YAML without anchors and aliases: an alias is a reference when loaded but a copy when
+    printed again (``toJson``), so a few hundred bytes could expand to gigabytes."""
     import yaml
 
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    if any(isinstance(event, yaml.AliasEvent) for event in yaml.parse(value, Loader=loader)):
+        raise ValueError("YAML aliases are not allowed in templates")
     return yaml.safe_load(value)
 
 
@@ -80,16 +87,30 @@ def _to_yaml(value: Any) -> str:
     return str(yaml.safe_dump(value, default_flow_style=False, sort_keys=True))
 
 
-_PEM_BLOCK = (r"-----BEGIN ([A-Z0-9 ]+)-----\r?\n[A-Za-z0-9+/=\r\n]*?"
-              r"-----END \1-----")
+_PEM_BODY = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=")
 
 
 @template_filter("filterPEM")
 def _filter_pem(value: str, pem_type: str = "CERTIFICATE") -> str:
-    """Only the PEM blocks of ``pem_type`` (e.g. CERTIFICATE, PRIVATE KEY), in order."""
-    import re
+    """Only the PEM blocks of ``pem_type`` (e.g. CERTIFICATE, PRIVATE KEY), in order.
 
-    blocks = [m.group(0) for m in re.finditer(_PEM_BLOCK, value) if m.group(1) == pem_type]
+    One pass over the lines (a regular expression with a back-reference is quadratic on a
+    value full of BEGIN lines, and a value is whatever the backend holds)."""
+    blocks: list[str] = []
+    block: list[str] | None = None
+    kind = ""
+    for raw in value.splitlines():
+        line = raw.strip()
+        if line.startswith("-----BEGIN ") and line.endswith("-----"):
+            block, kind = [line], line[11:-5]
+        elif block is not None and line == f"-----END {kind}-----":
+            if kind == pem_type:
+                blocks.append("\n".join([*block, line]))
+            block = None
+        elif block is not None and not set(line) <= _PEM_BODY:
+            block = None
+        elif block is not None:
+            block.append(line)
     if not blocks:
         raise ValueError(f"no {pem_type} PEM block")
     return "\n".join(blocks) + "\n"
@@ -157,41 +178,147 @@ def _pem_to_pkcs12(cert_pem: str, key_pem: str, password: str = "") -> str:
 
 
 _ENV: Any = None
+_STR_METHODS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs", "replace", "join"})
+
+
+def _environment_class() -> type:
+    """Jinja2's immutable sandbox with every size-making operation bounded
+    (``template_limits``); built on first use so importing this module stays cheap."""
+    from jinja2 import nodes
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    class BoundedSandbox(ImmutableSandboxedEnvironment):
+        intercepted_binops = frozenset({"*", "+", "%", "**"})
+        # captured blocks ({% set %}...{% endset %}, macro bodies, caller()) are joined here
+        concat = staticmethod(limits.joined)
+        guard_iter = staticmethod(limits.iterate)
+        guard_concat = staticmethod(limits.concat)
+
+        def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+            limits.check_binop(operator, left, right)
+            result = super().call_binop(context, operator, left, right)
+            limits.current().spend(limits.cost(result))
+            return result
+
+        def call(self, context: Any, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
+            budget = limits.current()
+            budget.enter()
+            try:
+                owner = getattr(obj, "__self__", None)
+                name = getattr(obj, "__name__", "")
+                if isinstance(owner, str | bytes) and name in _STR_METHODS:
+                    args = limits.check_str_method(owner, name, args, kwargs)
+                result = super().call(context, obj, *args, **kwargs)
+            finally:
+                budget.depth -= 1
+            budget.spend(limits.cost(result), "the result of a call")
+            return result
+
+        def wrap_str_format(self, value: Any) -> Any:
+            wrapper = super().wrap_str_format(value)
+            if wrapper is None:
+                return None
+            fmt = value.__self__
+            is_map = value.__name__ == "format_map"
+
+            def bounded_format(*args: Any, **kwargs: Any) -> Any:
+                mapping = args[0] if is_map and args and isinstance(args[0], dict) else {}
+                limits.check_format(fmt, () if is_map else args, {**kwargs, **mapping})
+                return wrapper(*args, **kwargs)
+
+            return bounded_format
+
+        def bound(self, tree: Any) -> Any:
+            """Every ``for`` iterates through ``guard_iter`` and every ``~`` goes through
+            ``guard_concat`` (rewritten in the parsed tree, before code generation)."""
+            from jinja2.visitor import NodeTransformer
+
+            class Rewrite(NodeTransformer):
+                def visit_For(self, node: Any) -> Any:
+                    self.generic_visit(node)
+                    node.iter = nodes.Call(nodes.EnvironmentAttribute("guard_iter"),
+                                           [node.iter], [], None, None, lineno=node.lineno)
+                    return node
+
+                def visit_Concat(self, node: Any) -> Any:
+                    self.generic_visit(node)
+                    return nodes.Call(nodes.EnvironmentAttribute("guard_concat"),
+                                      list(node.nodes), [], None, None, lineno=node.lineno)
+
+            return Rewrite().visit(tree)
+
+    return BoundedSandbox
 
 
 def _env() -> Any:
     global _ENV
     if _ENV is None:
         from jinja2 import StrictUndefined
-        from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-        env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+        env = _environment_class()(undefined=StrictUndefined, autoescape=False)
         env.filters.update(_FILTERS)
+        env.filters = {name: limits.guard_filter(name, fn) for name, fn in env.filters.items()}
+        env.globals.pop("lipsum", None)  # generates text of any length
         _ENV = env
     return _ENV
 
 
-def render_data(templates: Mapping[str, str], values: Mapping[str, bytes]) -> dict[str, bytes]:
-    """Render each template with the decrypted/fetched ``values`` as variables.
+@functools.lru_cache(maxsize=256)
+def _compiled(source: str) -> Any:
+    """The bounded, compiled template for ``source`` (objects share templates; a controller
+    re-renders them on every refresh). Compiled inside a render's budget: constant folding
+    at compile time calls the guarded filters."""
+    env = _env()
+    return env.from_string(env.bound(env.parse(source)))
 
-    Raises ``InvalidTemplate`` naming the template key; the message never contains values.
+
+def render_data(
+    templates: Mapping[str, str],
+    values: Mapping[str, bytes],
+    bounds: limits.Limits | None = None,
+) -> dict[str, bytes]:
+    """Render each template with the decrypted/fetched ``values`` as variables, within
+    ``bounds`` (default: ``template_limits.default_limits()``) for all keys together.
+
+    Raises ``InvalidTemplate`` naming the template key -- ``TemplateLimitExceeded`` when a bound
+    was hit; the message never contains values.
     """
     from jinja2 import TemplateError
 
-    env = _env()
+    lim = bounds or limits.default_limits()
     context = {k: v.decode("utf-8", "replace") for k, v in values.items()}
     out: dict[str, bytes] = {}
-    for key, source in templates.items():
-        try:
-            out[key] = env.from_string(source).render(context).encode()
-        except TemplateError as exc:
-            # Jinja's messages name the missing variable or the syntax problem, not values.
-            raise InvalidTemplate(f"template for key {key!r}: {type(exc).__name__}: "
-                                  f"{_safe(str(exc))}") from None
-        except Exception as exc:  # a filter failed on a value: do not echo the value
-            raise InvalidTemplate(
-                f"template for key {key!r}: {type(exc).__name__} while rendering"
-            ) from None
+    total = 0
+    with limits.bounded(lim) as budget:
+        for key, source in templates.items():
+            try:
+                if len(source) > lim.max_bytes:
+                    raise limits.TemplateLimitExceeded(
+                        f"the template is longer than {lim.max_bytes} bytes")
+                chunks: list[str] = []
+                for chunk in _compiled(source).generate(context):
+                    total += len(chunk)
+                    if total > lim.max_bytes:
+                        raise limits.TemplateLimitExceeded(
+                            f"the rendered Secret is over the limit of {lim.max_bytes} bytes")
+                    budget.tick()
+                    chunks.append(chunk)
+                out[key] = "".join(chunks).encode()
+            except limits.TemplateLimitExceeded as exc:
+                raise limits.TemplateLimitExceeded(
+                    f"template for key {key!r}: {exc.message}") from None
+            except TemplateError as exc:
+                # Jinja's messages name the missing variable or the syntax problem, not values.
+                raise InvalidTemplate(f"template for key {key!r}: {type(exc).__name__}: "
+                                      f"{_safe(str(exc))}") from None
+            except (RecursionError, MemoryError) as exc:
+                raise limits.TemplateLimitExceeded(
+                    f"template for key {key!r}: {type(exc).__name__} (nested too deeply or "
+                    f"too large)") from None
+            except Exception as exc:  # a filter failed on a value: do not echo the value
+                raise InvalidTemplate(
+                    f"template for key {key!r}: {type(exc).__name__} while rendering"
+                ) from None
     return out
 
 

@@ -399,3 +399,18 @@ def test_azure_listing_pages_and_disabled_secret_is_forbidden(
     with pytest.raises(HttpResponseError) as denied:
         kv.get_secret(names[0])
     assert denied.value.status_code == 403
+
+
+def test_env_file_puts_the_cached_kubectl_on_path(sandbox: launcher.Sandbox) -> None:
+    """`source .dev/env` gives the shell the sandbox's kubectl, talking to the sandbox."""
+    import subprocess
+
+    from sandbox import builder, paths
+
+    kubectl = builder.ensure_kubectl()
+    launcher.write_env(sandbox.cfg)
+    script = f"source {paths.ENV_FILE} && command -v kubectl && kubectl get ns default -o name"
+    done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=120,
+                          env={"PATH": "/usr/bin:/bin", "HOME": "/tmp"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [str(kubectl), "namespace/default"]
