@@ -178,7 +178,8 @@ def _pem_to_pkcs12(cert_pem: str, key_pem: str, password: str = "") -> str:
 
 
 _ENV: Any = None
-_STR_METHODS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs", "replace", "join"})
+_STR_METHODS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs", "replace", "join",
+                          "format", "format_map"})
 
 
 def _environment_class() -> type:

@@ -280,6 +280,11 @@ def check_str_method(obj: str | bytes, name: str, args: tuple[Any, ...],
     elif name == "replace" and len(args) >= 2 and isinstance(obj, str):
         count = args[2] if len(args) > 2 else kwargs.get("count", -1)
         check_replace(obj, str(args[0]), str(args[1]), count if _int(count) else -1)
+    elif name in ("format", "format_map") and isinstance(obj, str):
+        # Jinja2 before 3.1.5 routes str.format through ``call`` (later ones wrap it at
+        # attribute access, see ``template.BoundedSandbox.wrap_str_format``)
+        mapping = args[0] if name == "format_map" and args and isinstance(args[0], dict) else {}
+        check_format(obj, () if name == "format_map" else args, {**kwargs, **mapping})
     elif name == "join" and args:
         parts = list(iterate(args[0]))
         check_join(str(obj), parts)
