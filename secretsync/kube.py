@@ -18,9 +18,9 @@ The controller calls these from ``asyncio.to_thread``; the CLI calls them direct
 
 from __future__ import annotations
 
-import datetime as _dt
 import http.client
 import json
+import logging
 import os
 import ssl
 import threading
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
-from secretsync import __version__, kubeconfig
+from secretsync import __version__, clock, kubeconfig
 from secretsync.errors import (
     KubeConflict,
     KubeError,
@@ -44,6 +44,8 @@ Obj = dict[str, Any]
 # that discards connections and pays a TLS handshake per request.
 _POOL = 64
 _USER_AGENT = f"secretsync/{__version__}"
+
+_log = logging.getLogger("secretsync.kube")
 
 
 @dataclass(frozen=True)
@@ -200,14 +202,6 @@ def _load(resp: Any) -> Obj:
         return {}
     result: Obj = json.loads(data)
     return result
-
-
-def now_rfc3339() -> str:
-    return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def now_micro() -> str:
-    return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class Kube:
@@ -614,7 +608,7 @@ class Kube:
         message holds no secret values."""
         meta = involved.get("metadata") or {}
         namespace = meta.get("namespace") or "default"
-        now = now_rfc3339()
+        now = clock.rfc3339()
         body = {
             "apiVersion": "v1",
             "kind": "Event",
@@ -639,6 +633,21 @@ class Kube:
         }
         return self.request("POST", _core(namespace, "events"), body,
                             what=f"create Event for {namespace}/{meta.get('name')}")
+
+    def post_event(self, involved: Mapping[str, Any], *, reason: str, message: str,
+                   warning: bool = False) -> bool:
+        """``create_event`` that never fails its caller (an Event is a notice; losing one must
+        not fail a reconcile, as in kopf's own events module): False, and one log line, when
+        the API server refused it."""
+        try:
+            self.create_event(involved, reason=reason, message=message,
+                              type_="Warning" if warning else "Normal")
+            return True
+        except KubeError as exc:
+            meta = involved.get("metadata") or {}
+            _log.warning("Event %s for %s/%s not posted: %s", reason, meta.get("namespace"),
+                         meta.get("name"), exc.message)
+            return False
 
     def list_events(self, namespace: str, field_selector: str = "") -> list[Obj]:
         return self._list_items(_core(namespace, "events"), {"fieldSelector": field_selector},

@@ -49,3 +49,15 @@ def ca_and_leaf() -> tuple[x509.Certificate, x509.Certificate, rsa.RSAPrivateKey
         .sign(ca_key, hashes.SHA256())
     )
     return ca, leaf, ca_key
+
+
+def secret_doc(**over: object) -> dict[str, object]:
+    """A valid Secret document to seal, with top-level fields replaced by ``over``."""
+    doc: dict[str, object] = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "db", "namespace": "app"},
+        "stringData": {"password": "pw"},
+    }
+    doc.update(over)
+    return doc

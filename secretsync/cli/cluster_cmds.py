@@ -108,8 +108,8 @@ def reencrypt_cluster(args: argparse.Namespace) -> int:
     """``reencrypt --cluster``: the controller re-encrypts each SealedSecret to its newest key
     (the private keys never leave the cluster); files are rewritten atomically, only when
     something changed, and left untouched when any of their objects fails."""
+    from secretsync.cli._files import discover
     from secretsync.cli.main import error
-    from secretsync.cli.reencrypt import discover
 
     client = ControllerClient(args)
     files, missing = discover(args.paths)

@@ -31,13 +31,9 @@ certificate, keeping its name, namespace, scope, template and every other field.
 from __future__ import annotations
 
 import argparse
-import errno
 import json
-import os
-import stat
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -50,6 +46,7 @@ from secretsync.cli._common import (
     public_key_and_fingerprint,
     wrap,
 )
+from secretsync.cli._files import FileResult, discover, read_regular
 from secretsync.cli.main import error
 from secretsync.cores import usable_cores
 from secretsync.documents import describe, dump_documents, load_documents, sniff_format
@@ -63,7 +60,6 @@ from secretsync.sealing import (
     sealed_label,
 )
 
-EXTENSIONS = (".yaml", ".yml", ".json")
 PROGRESS_MIN_FILES = 20
 
 
@@ -99,68 +95,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_cluster_arguments(p)
 
 
-@dataclass
-class FileResult:
-    path: str
-    resealed: int = 0
-    current: int = 0
-    error: str | None = None
-
-
-def discover(paths: list[str]) -> tuple[list[str], list[FileResult]]:
-    """The files to look at, each once (a link and its target are one file), and the paths
-    that cannot be: missing, or given explicitly but not a regular file. In a tree, anything
-    but a regular file (a FIFO named ``x.yaml`` would block the read forever, a socket, a
-    device) is skipped with one line, as kubectl does."""
-    files: list[str] = []
-    missing: list[FileResult] = []
-    seen: set[str] = set()
-
-    def add(path: str) -> None:
-        real = os.path.realpath(path)
-        if real not in seen:
-            seen.add(real)
-            files.append(path)
-
-    for path in paths:
-        if os.path.isdir(path):
-            for root, dirs, names in os.walk(path):
-                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                for name in sorted(names):
-                    if not name.endswith(EXTENSIONS):
-                        continue
-                    full = os.path.join(root, name)
-                    if _regular(full):
-                        add(full)
-                    elif os.path.lexists(full):
-                        warning = f"secretsync: warning: {full}: not a regular file, skipped"
-                        print(warning, file=sys.stderr)
-        elif _regular(path):
-            add(path)
-        elif os.path.lexists(path):
-            missing.append(FileResult(path, error="not a regular file"))
-        else:
-            missing.append(FileResult(path, error="no such file or directory"))
-    return files, missing
-
-
-def _regular(path: str) -> bool:
-    try:
-        return stat.S_ISREG(os.stat(path).st_mode)
-    except OSError:
-        return False
-
-
-def _read_regular(path: str) -> bytes:
-    """The file's bytes, refusing anything that turned into a non-regular file since
-    ``discover`` (opened non-blocking: opening a FIFO must not wait for a writer)."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    with os.fdopen(fd, "rb") as fh:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(errno.EINVAL, "not a regular file", path)
-        return fh.read()
-
-
 def _sealed_docs(docs: list[dict[str, Any]]) -> Iterator[tuple[dict[str, Any], Any, Any]]:
     """(doc, container, key) for every SealedSecret, including those inside a ``List``."""
     for i, doc in enumerate(docs):
@@ -187,7 +121,7 @@ def reencrypt_file(
     result = FileResult(path)
     new_key_held = fp in registry
     try:
-        data = _read_regular(path)
+        data = read_regular(path)
         if b"SealedSecret" not in data:
             return result  # cheap skip: never parse (or touch) unrelated files
         docs, fmt = load_documents(data, path, expand_lists=False)

@@ -12,7 +12,6 @@ by every authenticated user), which is what ``secretsync fetch-cert`` reads.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import datetime as _dt
 import logging
@@ -21,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from secretsync import api
+from secretsync.controller.settings import KeySettings
 from secretsync.crypto import pem
 from secretsync.errors import KubeConflict, KubeError, SecretSyncError
 from secretsync.keys import (
@@ -34,18 +34,6 @@ from secretsync.keys import (
 from secretsync.kube import Kube
 
 log = logging.getLogger("secretsync.keys")
-
-
-def parse_cutoff(text: str | None) -> _dt.datetime | None:
-    if not text:
-        return None
-    try:
-        when = _dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise SecretSyncError(
-            f"--key-cutoff-time {text!r} is not an RFC 3339 time", reason="InvalidFlag"
-        ) from exc
-    return when if when.tzinfo else when.replace(tzinfo=_dt.UTC)
 
 
 def renewal_due(
@@ -70,16 +58,16 @@ def cert_pem(key: SealingKey) -> str:
 
 
 class KeyManager:
-    def __init__(self, kube: Kube, args: argparse.Namespace) -> None:
+    def __init__(self, kube: Kube, settings: KeySettings) -> None:
         self.kube = kube
-        self.namespace: str = args.controller_namespace
-        self.name: str = args.controller_name
-        self.renew_period: float = float(args.key_renew_period)
-        self.cutoff = parse_cutoff(args.key_cutoff_time)
-        self.prefix: str = args.key_prefix
-        self.bits: int = args.key_bits
-        self.poll_interval: float = float(args.key_poll_interval)
-        self.import_bitnami: bool = bool(args.import_bitnami_keys)
+        self.namespace = settings.namespace
+        self.name = settings.name
+        self.renew_period = settings.renew_period
+        self.cutoff = settings.cutoff
+        self.prefix = settings.prefix
+        self.bits = settings.bits
+        self.poll_interval = settings.poll_interval
+        self.import_bitnami = settings.import_bitnami
         self.registry = KeyRegistry()
         self._versions: dict[str, str] = {}  # Secret name -> resourceVersion seen
         self._by_secret: dict[str, str] = {}  # Secret name -> fingerprint

@@ -22,6 +22,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from secretsync import clock
 from secretsync.errors import KubeConflict, KubeError
 from secretsync.kube import Kube
 
@@ -32,19 +33,6 @@ def default_identity() -> str:
     return f"{os.environ.get('HOSTNAME') or socket.gethostname()}_{uuid.uuid4().hex[:8]}"
 
 
-def _parse(ts: object) -> _dt.datetime | None:
-    if not isinstance(ts, str) or not ts:
-        return None
-    try:
-        return _dt.datetime.fromisoformat(ts.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
-def _fmt(when: _dt.datetime) -> str:
-    return when.astimezone(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 def can_acquire(lease: Mapping[str, Any] | None, identity: str, now: _dt.datetime) -> bool:
     """Free, ours, released (no holder) or expired (not renewed within its duration)."""
     if lease is None:
@@ -53,7 +41,7 @@ def can_acquire(lease: Mapping[str, Any] | None, identity: str, now: _dt.datetim
     holder = spec.get("holderIdentity")
     if not holder or holder == identity:
         return True
-    renewed = _parse(spec.get("renewTime")) or _parse(spec.get("acquireTime"))
+    renewed = clock.parse(spec.get("renewTime")) or clock.parse(spec.get("acquireTime"))
     duration = int(spec.get("leaseDurationSeconds") or 15)
     if renewed is None:
         return True
@@ -85,13 +73,13 @@ class LeaderElector:
         spec = dict((current or {}).get("spec") or {})
         ours = spec.get("holderIdentity") == self.identity
         if not ours:
-            spec["acquireTime"] = _fmt(now)
+            spec["acquireTime"] = clock.rfc3339_micro(now)
             spec["leaseTransitions"] = int(spec.get("leaseTransitions") or 0) + (
                 1 if current is not None else 0
             )
         spec["holderIdentity"] = self.identity
         spec["leaseDurationSeconds"] = self.lease_duration
-        spec["renewTime"] = _fmt(now)
+        spec["renewTime"] = clock.rfc3339_micro(now)
         meta: dict[str, Any] = {"name": self.name, "namespace": self.namespace}
         if current is not None:
             meta["resourceVersion"] = current["metadata"]["resourceVersion"]

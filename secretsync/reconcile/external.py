@@ -27,6 +27,7 @@ from typing import Any
 from secretsync import api
 from secretsync.backends.base import FindQuery, RemoteRef, select_property
 from secretsync.errors import InvalidInput, SecretNotFound
+from secretsync.reconcile import secrets
 from secretsync.reconcile.external_spec import ExternalSpec
 from secretsync.reconcile.template import render_data
 
@@ -241,7 +242,7 @@ def data_hash(data: Mapping[str, bytes], type_: str, salt: str, key: bytes) -> s
     Stored on the Secret and in status to detect change and drift without keeping values.
     Keyed because whoever may read the ExternalSecret (not the Secret) knows the uid, the key
     names and the type: a plain hash would let them test guesses of a low-entropy value
-    offline. ``key`` is held by the controller only (see ``controller.external_hashkey``);
+    offline. ``key`` is held by the controller only (see ``controller.external.hashkey``);
     it is a parameter so this stays pure."""
     h = hmac.new(key, digestmod=hashlib.sha256)
     h.update(salt.encode() + b"\0" + type_.encode() + b"\0")
@@ -292,15 +293,9 @@ def desired_secret(
 
 
 def owner_reference(es: Mapping[str, Any]) -> dict[str, Any]:
-    meta = es.get("metadata") or {}
-    return {
-        "apiVersion": api.API_VERSION,
-        "kind": api.KIND_EXTERNAL,
-        "name": meta.get("name"),
-        "uid": meta.get("uid"),
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
+    return secrets.owner_reference(
+        {"apiVersion": api.API_VERSION, "kind": api.KIND_EXTERNAL, **es},
+        block_owner_deletion=True)
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from secretsync import api
+from secretsync import api, clock
 
 Obj = dict[str, Any]
 
@@ -30,15 +30,22 @@ IGNORED_META_PREFIXES = ("kubectl.kubernetes.io/", "kopf.zalando.org/", "kopf.se
 IGNORED_META_KEYS = (api.ANN_MANAGED,)
 
 
-def owner_reference(owner: Mapping[str, Any]) -> Obj:
+def owner_reference(owner: Mapping[str, Any], *, block_owner_deletion: bool = False) -> Obj:
+    """The controller ownerReference of a Secret made for ``owner`` (the one shape every
+    engine uses). ``block_owner_deletion``: ESO sets it on its ExternalSecrets' Secrets
+    (foreground deletion waits for them), Bitnami does not on its SealedSecrets' -- each kind
+    keeps its peer's choice, so a switch-over rewrites no Secret."""
     meta = owner.get("metadata") or {}
-    return {
+    ref: Obj = {
         "apiVersion": owner.get("apiVersion"),
         "kind": owner.get("kind"),
         "name": meta.get("name"),
         "uid": meta.get("uid"),
         "controller": True,
     }
+    if block_owner_deletion:
+        ref["blockOwnerDeletion"] = True
+    return ref
 
 
 def encode_data(values: Mapping[str, bytes]) -> dict[str, str]:
@@ -199,10 +206,6 @@ def plan_secret(existing: Mapping[str, Any] | None, desired: Mapping[str, Any]) 
 # --- status ----------------------------------------------------------------------------------
 
 
-def now_rfc3339(now: _dt.datetime | None = None) -> str:
-    return (now or _dt.datetime.now(_dt.UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def synced_condition(ok: bool, reason: str, message: str) -> Obj:
     return {"type": "Synced", "status": "True" if ok else "False",
             "reason": reason, "message": message[:1024]}
@@ -226,7 +229,7 @@ def status_patch(
     same_status = old is not None and old.get("status") == new.get("status")
     new["lastTransitionTime"] = (
         old.get("lastTransitionTime") if same_status and old and old.get(
-            "lastTransitionTime") else now_rfc3339(now)
+            "lastTransitionTime") else clock.rfc3339(now)
     )
     if generation is not None:
         new["observedGeneration"] = generation

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from tests.cli.conftest import Result, Run
+from tests.hostile import secret_doc as secret
 from tests.keypairs import keypair
 
 MARKER = "S3cr3t_LEAK+marker/value!"
@@ -28,15 +29,6 @@ def check_no_leak(res: Result, *, fails: bool = True) -> None:
         assert needle not in res.out and needle not in res.err, (needle, res)
 
 
-def secret(**over: object) -> dict[str, object]:
-    doc: dict[str, object] = {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": "db", "namespace": "app"},
-        "stringData": {"password": "pw"},
-    }
-    doc.update(over)
-    return doc
 
 
 META = {"name": "db", "namespace": "app"}

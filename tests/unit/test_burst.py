@@ -1,5 +1,5 @@
-"""The gate that groups Secret writes while a backlog decrypts (controller.burst), and the I/O
-threads the groups run on (runtime.use_io_threads)."""
+"""The gate that groups Secret writes while a backlog decrypts (controller.sealed.burst), and
+the I/O threads the groups run on (runtime.use_io_threads)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import threading
 import time
 
 from secretsync.controller import runtime
-from secretsync.controller.burst import Burst
+from secretsync.controller.sealed.burst import Burst
+from secretsync.controller.settings import Settings
 
 
 async def _write(burst: Burst, log: list[tuple[str, float]], name: str) -> None:
@@ -121,11 +122,12 @@ def test_a_gate_left_open_by_an_ended_loop_is_dropped() -> None:
 
 def test_io_threads_run_a_whole_group_concurrently() -> None:
     async def main() -> int:
-        runtime.use_io_threads()
-        assert runtime.io_threads() == 64 >= Burst().size
-        # io_threads() blocking calls run at once, a group of writes among them (the
-        # standard executor: cores + 4); with fewer threads the barrier times out
-        gate = threading.Barrier(runtime.io_threads(), timeout=10)
+        threads = Settings().io_threads
+        runtime.use_io_threads(threads)
+        assert threads == 64 >= Burst().size
+        # that many blocking calls run at once, a group of writes among them (the standard
+        # executor: cores + 4); with fewer threads the barrier times out
+        gate = threading.Barrier(threads, timeout=10)
         await asyncio.gather(*(asyncio.to_thread(gate.wait) for _ in range(gate.parties)))
         return gate.parties - gate.n_waiting
 

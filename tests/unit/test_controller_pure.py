@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from secretsync.controller.keyring import parse_cutoff, renewal_due
+from secretsync.controller.keyring import renewal_due
 from secretsync.controller.leader import can_acquire
 from secretsync.controller.main import _bind_http, _duration, _loop_exception
+from secretsync.controller.settings import KeySettings, parse_cutoff
 from secretsync.errors import SecretSyncError
 
 NOW = dt.datetime(2026, 6, 1, 12, 0, 0, tzinfo=dt.UTC)
@@ -75,7 +76,7 @@ def test_kopf_is_imported_without_the_kubernetes_client_which_stays_importable()
 
     code = (
         "import sys\n"
-        "from secretsync.controller.main import _import_kopf_without_kubernetes as f\n"
+        "from secretsync.controller.operator import _import_kopf_without_kubernetes as f\n"
         "f()\n"
         "assert 'kopf' in sys.modules\n"
         "loaded = sorted(m for m in sys.modules if m.split('.')[0] == 'kubernetes')\n"
@@ -122,11 +123,9 @@ def test_concurrent_key_reloads_never_leave_a_listed_key_out(
         return real(*a, **k)  # type: ignore[arg-type]
 
     monkeypatch.setattr(keyring, "key_from_secret", slow)
-    args = argparse.Namespace(
-        controller_namespace="ctl", controller_name="c", key_renew_period=0,
-        key_cutoff_time=None, key_prefix="k-", key_bits=2048, key_poll_interval=1,
-        import_bitnami_keys=False)
-    manager = keyring.KeyManager(Kube(), args)  # type: ignore[arg-type]
+    keys = KeySettings(namespace="ctl", name="c", renew_period=0, prefix="k-", bits=2048,
+                       poll_interval=1)
+    manager = keyring.KeyManager(Kube(), keys)  # type: ignore[arg-type]
     first = threading.Thread(target=manager.reload)
     first.start()
     assert parsing.wait(5)
@@ -139,14 +138,12 @@ def test_kopf_settings_filter_the_secret_watch_on_the_server() -> None:
     """Only Secrets we manage reach the controller (the API server filters the watch); kopf
     posts no Events of its own and keeps no diff-base copy of objects (for a Secret that would
     be its data). Needs kopf >= 1.45 (the declared bound; ``make test-lowest`` runs this)."""
-    import argparse
-
     import kopf
 
     from secretsync import api
-    from secretsync.controller.main import _settings
+    from secretsync.controller.operator import _kopf_settings
 
-    settings = _settings(argparse.Namespace())
+    settings = _kopf_settings()
     secrets = settings.watching.label_selectors.collect(kopf.Resource("", "v1", "secrets"))
     assert secrets == [f"{api.LABEL_MANAGED_BY}={api.MANAGED_BY_VALUE}"]
     sealed = kopf.Resource(api.GROUP, api.VERSION, api.PLURAL_SEALED)

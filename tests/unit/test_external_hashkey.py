@@ -8,7 +8,7 @@ import base64
 import pytest
 
 from secretsync import api
-from secretsync.controller import external_hashkey as hk
+from secretsync.controller.external import hashkey as hk
 from secretsync.errors import SecretSyncError
 
 

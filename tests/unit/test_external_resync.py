@@ -7,7 +7,7 @@ import asyncio
 from typing import Any, cast
 
 from secretsync import api
-from secretsync.controller.external_engine import Engine
+from secretsync.controller.external.engine import ExternalEngine as Engine
 from secretsync.kube import Kube
 from secretsync.reconcile import external as rx
 

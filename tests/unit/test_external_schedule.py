@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from secretsync.controller.external_flight import SingleFlight
+from secretsync.controller.external.flight import SingleFlight
 from secretsync.errors import BackendUnavailable
 from secretsync.reconcile import external_schedule as s
 from secretsync.reconcile.external_spec import parse_spec

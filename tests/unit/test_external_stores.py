@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from secretsync.controller.stores import refs_need_namespace
+from secretsync.controller.external.stores import refs_need_namespace
 
 
 @pytest.mark.parametrize(

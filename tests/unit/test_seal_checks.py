@@ -12,6 +12,7 @@ from secretsync.crypto import pem
 from secretsync.errors import InvalidInput, KeyError_
 from secretsync.sealing import seal_secret
 from tests.hostile import ca_and_leaf
+from tests.hostile import secret_doc as _secret
 from tests.keypairs import keypair
 
 
@@ -60,15 +61,6 @@ def test_secret_key_rule(key: str, ok: bool) -> None:
     assert names.is_secret_key(key) is ok
 
 
-def _secret(**over: object) -> dict[str, object]:
-    doc: dict[str, object] = {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": "db", "namespace": "app"},
-        "stringData": {"password": "pw"},
-    }
-    doc.update(over)
-    return doc
 
 
 @pytest.mark.parametrize(

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from secretsync.controller import sealed_lane
-from secretsync.controller.sealed_lane import EventSpec, Lane, Ref
+from secretsync.controller.sealed import lane as sealed_lane
+from secretsync.controller.sealed.lane import EventSpec, Lane, Ref
 from secretsync.errors import KubeError, KubeNotFound
 
 REF: Ref = ("secretsync.io/v1alpha1", "ns", "a")
@@ -159,19 +159,19 @@ async def test_api_error_is_handed_back_and_the_event_not_posted() -> None:
     task.cancel()
 
 
-async def test_an_event_that_cannot_be_posted_does_not_stop_the_lane() -> None:
-    errors: list[Ref] = []
-    lane, rec, task = await started(errors)
-    rec.fail_event = KubeError("create event: 403")
-    lane.put(REF, obj("a"), {"n": 1}, ("Unsealed", "created", False))
-    await settle(lane)
-    rec.fail_event = None
-    lane.put(OTHER, obj("b"), {"n": 1}, ("Unsealed", "created", False))
-    await settle(lane)
-    assert rec.writes == [("status", ("a", 1)), ("status", ("b", 1)),
-                          ("event", ("b", "Unsealed"))]
-    assert errors == []
-    task.cancel()
+def test_an_event_that_cannot_be_posted_fails_nobody(caplog: Any) -> None:
+    """The lane posts Events through ``Kube.post_event``, which never raises: a refused
+    Event is one log line, not a failed reconcile or a stopped writer."""
+    from secretsync.kube import Kube
+
+    kube = Kube.__new__(Kube)
+
+    def refuse(*_: Any, **__: Any) -> None:
+        raise KubeError("create event: 403")
+
+    kube.create_event = refuse  # type: ignore[method-assign]
+    assert kube.post_event(obj("a"), reason="Unsealed", message="created") is False
+    assert "Event Unsealed for ns/a not posted: create event: 403" in caplog.text
 
 
 async def until(check: Any, timeout: float = 3.0) -> None:

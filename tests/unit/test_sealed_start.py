@@ -6,10 +6,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import pytest
-
-from secretsync.controller import sealed, sealed_start
-from secretsync.controller.sealed_start import to_restore
+from secretsync.controller.sealed import start as sealed_start
+from secretsync.controller.sealed.start import to_restore
+from secretsync.controller.sealed.writes import Ref
 
 SS = "secretsync.io/v1alpha1"
 
@@ -56,29 +55,39 @@ def test_a_desired_secret_without_its_owner_reference_is_skipped() -> None:
     assert to_restore({"u9": orphan}, {}, unsettled=set()) == []
 
 
-def test_a_resync_restores_its_secrets_concurrently(monkeypatch: pytest.MonkeyPatch) -> None:
+class FakeEngine:
+    """What ``start.restore`` uses of the engine: its desired Secrets, its unsettled objects,
+    its index and ``reconcile_ref``."""
+
+    def __init__(self) -> None:
+        self.index = {("ns", n): secret(n, {"a": "QQ=="}) for n in ("deleted", "kept")}
+        self.started: list[Ref] = []
+        self.everyone = asyncio.Event()
+
+    def desired_by_uid(self) -> dict[str, Any]:
+        return DESIRED
+
+    def unsettled(self) -> set[Ref]:
+        return {(SS, "ns", "failed")}
+
+    async def reconcile_ref(self, ref: Ref, *, restored: bool = False) -> None:
+        assert restored
+        assert (ref[1], ref[2]) not in self.index  # index entry dropped first: read for real
+        self.started.append(ref)
+        if len(self.started) == 3:
+            self.everyone.set()
+        await self.everyone.wait()
+
+
+def test_a_resync_restores_its_secrets_concurrently() -> None:
     # after a mass deletion during an outage, one restore after the other cost a GET and a
     # create round trip per Secret in a row: each restore here waits until all have started
-    monkeypatch.setattr(sealed, "desired_by_uid", lambda: DESIRED)
-    monkeypatch.setattr(sealed, "unsettled", lambda: {(SS, "ns", "failed")})
-    forgotten: list[sealed.Ref] = []
-    monkeypatch.setattr(sealed, "forget_secret", forgotten.append)
-    started: list[sealed.Ref] = []
+    engine = FakeEngine()
 
     async def run() -> int:
-        everyone = asyncio.Event()
-
-        async def reconcile_ref(ref: sealed.Ref, *, restored: bool = False) -> None:
-            assert restored
-            started.append(ref)
-            if len(started) == 3:
-                everyone.set()
-            await everyone.wait()
-
-        monkeypatch.setattr(sealed, "reconcile_ref", reconcile_ref)
-        return await asyncio.wait_for(sealed_start.restore(LISTED), 5)
+        return await asyncio.wait_for(sealed_start.restore(engine, LISTED), 5)  # type: ignore[arg-type]
 
     assert asyncio.run(run()) == 3
     expected = [(SS, "ns", "deleted"), (SS, "ns", "edited"), (SS, "ns", "relabelled")]
-    assert sorted(started) == sorted(expected)
-    assert sorted(forgotten) == sorted(expected)  # index entries dropped: read for real
+    assert sorted(engine.started) == sorted(expected)
+    assert ("ns", "kept") in engine.index

@@ -125,13 +125,13 @@ def test_ordinary_templates_render_as_before() -> None:
 
 
 def test_the_controller_sets_the_process_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
-    from secretsync.controller import runtime
+    from secretsync.controller import settings
 
     monkeypatch.setenv("SECRETSYNC_TEMPLATE_MAX_BYTES", "2048")
     monkeypatch.setenv("SECRETSYNC_TEMPLATE_TIMEOUT", "0.5")
     before = limits.default_limits()
     try:
-        runtime.check_env_knobs()
+        limits.set_default_limits(settings.template_limits())  # as main.run does
         assert limits.default_limits() == Limits(max_bytes=2048, timeout=0.5)
         with pytest.raises(TemplateLimitExceeded, match=r"2\.0 KiB"):
             render_data({"k": "{{ 'x' * 4096 }}"}, {})

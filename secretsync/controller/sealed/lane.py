@@ -132,11 +132,8 @@ class Lane:
         def write(entry: _Entry) -> None:  # in a worker thread
             if entry.status is not None:
                 write_status(kube, entry.obj, entry.status)
-            for spec in entry.events:
-                try:
-                    post_event(kube, entry.obj, spec)
-                except KubeError as exc:  # an Event is not worth a retry
-                    log.warning("could not post event: %s", exc.message)
+            for spec in entry.events:  # never raises: an Event is not worth a retry
+                post_event(kube, entry.obj, spec)
 
         async def writer() -> None:
             while True:

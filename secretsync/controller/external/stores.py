@@ -21,10 +21,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from secretsync import api
+from secretsync import api, clock
 from secretsync.backends import registry
 from secretsync.backends.base import Backend, StoreContext
-from secretsync.controller import external_metrics as m
+from secretsync.controller.external import metrics as m
 from secretsync.controller.runtime import kube_call
 from secretsync.errors import (
     BackendAuthError,
@@ -34,7 +34,7 @@ from secretsync.errors import (
     SecretSyncError,
     StoreInvalid,
 )
-from secretsync.kube import Kube, now_rfc3339
+from secretsync.kube import Kube
 from secretsync.reconcile.external_schedule import backoff
 from secretsync.reconcile.external_status import build_status, condition_changed, status_patch
 
@@ -87,6 +87,7 @@ class Stores:
         self.objects: dict[StoreId, dict[str, Any]] = {}
         self.clients: dict[ClientKey, _Client] = {}
         self._status: dict[StoreId, dict[str, Any]] = {}
+        self._closing: set[asyncio.Future[None]] = set()  # clients of replaced stores
 
     # --- the index (fed by kopf events) -------------------------------------------------------
     def upsert(self, kind: str, body: Mapping[str, Any]) -> bool:
@@ -116,8 +117,8 @@ class Stores:
                 del self.clients[key]
                 if c.backend is not None:
                     task = asyncio.ensure_future(_close_quietly(c.backend))
-                    _closing.add(task)
-                    task.add_done_callback(_closing.discard)
+                    self._closing.add(task)
+                    task.add_done_callback(self._closing.discard)
 
     async def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         sid: StoreId = (kind, "" if kind == api.KIND_CLUSTER_STORE else namespace, name)
@@ -241,7 +242,7 @@ class Stores:
             ready=ready,
             reason=reason,
             message=message,
-            now=now_rfc3339(),
+            now=clock.rfc3339(),
         )
         patch = status_patch(prev, new)
         if patch is None:
@@ -260,14 +261,9 @@ class Stores:
             m.API_WRITES.labels(kind, "patch-status").inc()
             self._status[sid] = {**prev, **new}
             if condition_changed(prev, new):
-                await kube_call(
-                    self.kube.create_event,
-                    store,
-                    reason=reason,
-                    message=message,
-                    type_="Normal" if ready else "Warning",
-                )
-                m.API_WRITES.labels("Event", "create").inc()
+                if await kube_call(self.kube.post_event, store, reason=reason,
+                                   message=message, warning=not ready):
+                    m.API_WRITES.labels("Event", "create").inc()
         except KubeError as exc:
             log.warning("cannot update status of %s %s: %s", kind, meta.get("name"), exc.message)
 
@@ -304,9 +300,6 @@ class Stores:
         for c in clients:
             if c.backend is not None:
                 await _close_quietly(c.backend)
-
-
-_closing: set[asyncio.Future[None]] = set()
 
 
 async def _close_quietly(backend: Backend) -> None:

@@ -3,8 +3,8 @@
 Fetch through the store's cached client and the single-flight, read the target Secret (from
 the watch index, else one GET), write only what the plan says, patch status only when it
 differs (an Event only when the Ready condition changes), bump rollout targets when the data
-changed. The scheduling half (index, due times, workers) is ``external_engine.Engine``, which
-mixes this in.
+changed. The scheduling half (index, workers) is ``engine.ExternalEngine``, which owns a
+``Syncer``; due times go to the ``timetable`` both share.
 """
 
 from __future__ import annotations
@@ -14,15 +14,15 @@ import logging
 import random
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
-from secretsync import api
+from secretsync import api, clock
 from secretsync.backends.base import Backend
-from secretsync.controller import external_metrics as m
-from secretsync.controller.external_flight import SingleFlight
+from secretsync.controller.external import metrics as m
+from secretsync.controller.external.flight import SingleFlight
+from secretsync.controller.external.stores import ClientKey, Stores
+from secretsync.controller.external.timetable import NEVER, Entry, Key, Timetable, view
 from secretsync.controller.runtime import kube_call
-from secretsync.controller.stores import ClientKey, Stores
 from secretsync.errors import (
     BackendError,
     BackendUnavailable,
@@ -31,7 +31,7 @@ from secretsync.errors import (
     KubeInvalid,
     SecretSyncError,
 )
-from secretsync.kube import Kube, now_rfc3339
+from secretsync.kube import Kube
 from secretsync.reconcile import external as rx
 from secretsync.reconcile import external_schedule as sched
 from secretsync.reconcile.external_spec import ExternalSpec, parse_spec
@@ -45,46 +45,25 @@ from secretsync.reconcile.template_limits import TemplateLimitExceeded
 
 log = logging.getLogger("secretsync.external")
 
-Key = tuple[str, str]  # (namespace, name)
-NEVER = float("inf")
 # Failures only a new spec can fix: no backoff retries, the object waits for a spec change
 _NO_RETRY: tuple[type[SecretSyncError], ...] = (InvalidInput, TemplateLimitExceeded, KubeInvalid)
-gauge_keys: set[Key] = set()  # objects with a last-check gauge (removed on delete)
 
 
-@dataclass
-class Entry:
-    body: dict[str, Any]
-    due: float = NEVER  # wall-clock time of the next sync
-    failures: int = 0
-    last_force: str | None = None
-    synced_hash: str | None = None  # hash we last wrote (ahead of the status event)
-    pending_hash: str | None = None  # hash of a write in flight (its watch event is ours)
-    queued: bool = False
-    running: bool = False
-    rerun: str | None = None
-    fresh: bool = False  # bypass the single-flight cache (force-sync)
-    reason: str = ""
+class Syncer:
+    """Syncs one ExternalSecret at a time (called by the engine's workers), with the stores'
+    clients, the single-flight, the index of managed Secrets the engine keeps from the
+    Secret watch, and the timetable it reports the next due time to."""
 
-
-class SyncMixin:
-    """What ``sync`` needs from the engine; ``Engine`` provides it."""
-
-    kube: Kube
-    hash_key: bytes  # keys the data hash (``rx.data_hash``); loaded once at startup
-    stores: Stores
-    flight: SingleFlight
-    secrets: dict[Key, dict[str, Any]]
-    _ns_labels: dict[str, tuple[float, dict[str, str]]]
-
-    def _view(self, entry: Entry) -> dict[str, Any]:
-        raise NotImplementedError
-
-    def _schedule(self, key: Key, entry: Entry, due: float) -> None:
-        raise NotImplementedError
-
-    def _done(self, key: Key, entry: Entry, spec: ExternalSpec | None) -> None:
-        raise NotImplementedError
+    def __init__(self, kube: Kube, *, hash_key: bytes, stores: Stores, flight: SingleFlight,
+                 secrets: dict[Key, dict[str, Any]], timetable: Timetable) -> None:
+        self.kube = kube
+        self.hash_key = hash_key  # keys the data hash (``rx.data_hash``); loaded at startup
+        self.stores = stores
+        self.flight = flight
+        self.secrets = secrets
+        self.timetable = timetable
+        self.gauge_keys: set[Key] = set()  # objects with a last-check gauge (removed on delete)
+        self._ns_labels: dict[str, tuple[float, dict[str, str]]] = {}
 
     # --- one sync ---
     async def sync(self, key: Key, entry: Entry, reason: str) -> None:
@@ -107,7 +86,7 @@ class SyncMixin:
         if reason == "startup check":
             # After a restart: compare the Secret with the status hash locally; the backend
             # is read at the object's next slot (that spread is the restart jitter).
-            why = rx.drift(existing, spec, self._view(entry), hash_key=self.hash_key)
+            why = rx.drift(existing, spec, view(entry), hash_key=self.hash_key)
             gone = existing is None and spec.creation_policy in ("Owner", "Orphan")
             if not why and not gone:
                 return
@@ -125,7 +104,7 @@ class SyncMixin:
             and entry.synced_hash
             and not reason.startswith(("force", "spec"))
         ):
-            self._done(key, entry, spec)
+            self.timetable.done(key, entry, spec)
             return
         try:
             store_kind, store_name = spec.store_kind, spec.store_name
@@ -148,7 +127,7 @@ class SyncMixin:
             await self._fail(key, entry, exc, retry=not isinstance(exc, _NO_RETRY))
             return
         m.LAST_CHECK.labels(ns, name).set(time.time())
-        gauge_keys.add(key)
+        self.gauge_keys.add(key)
         try:
             if assembled.missing and not data and spec.deletion_policy == "Delete":
                 await self._delete_target(ns, spec, existing, name)
@@ -273,7 +252,7 @@ class SyncMixin:
     async def _restart(self, ns: str, spec: ExternalSpec, es: Mapping[str, Any]) -> None:
         patch = {
             "spec": {
-                "template": {"metadata": {"annotations": {rx.ANN_RESTARTED_AT: now_rfc3339()}}}
+                "template": {"metadata": {"annotations": {rx.ANN_RESTARTED_AT: clock.rfc3339()}}}
             }
         }
         for t in spec.restart_targets:
@@ -330,7 +309,7 @@ class SyncMixin:
         force: str | None,
     ) -> None:
         entry.last_force = force
-        self._done(key, entry, spec)
+        self.timetable.done(key, entry, spec)
         await self._status(
             entry,
             ready=True,
@@ -349,8 +328,7 @@ class SyncMixin:
             exc.message, "; will retry" if retry else "; waits for a change of its spec",
         )
         if retry:
-            delay = sched.backoff(entry.failures, random.random())  # noqa: S311
-            self._schedule(key, entry, time.time() + delay)
+            self.timetable.retry(key, entry, random.random())  # noqa: S311
         else:
             entry.due = NEVER  # waits for a spec/store change
         await self._status(entry, ready=False, reason=exc.reason, message=exc.message)
@@ -374,7 +352,7 @@ class SyncMixin:
             ready=ready,
             reason=reason,
             message=message,
-            now=now_rfc3339(),
+            now=clock.rfc3339(),
             data_hash=data_hash,
             target=target,
         )
@@ -408,14 +386,6 @@ class SyncMixin:
     async def _event(
         self, es: Mapping[str, Any], reason: str, message: str, *, warning: bool = False
     ) -> None:
-        try:
-            await kube_call(
-                self.kube.create_event,
-                es,
-                reason=reason,
-                message=message,
-                type_="Warning" if warning else "Normal",
-            )
+        if await kube_call(self.kube.post_event, es, reason=reason, message=message,
+                           warning=warning):
             m.API_WRITES.labels("Event", "create").inc()
-        except KubeError as exc:
-            log.debug("event not posted: %s", exc.message)

@@ -1,18 +1,14 @@
 """The ExternalSecret engine: an in-memory index of objects and a refresh scheduler.
 
-kopf feeds events in (``external.py`` holds the thin handlers); this module decides *when*
+kopf feeds events in (``handlers`` holds the thin handlers); this module decides *when*
 to sync — new object, spec change, force-sync, drift seen on the Secret watch, the object's
-aligned refresh slot (see ``reconcile.external_schedule``) or a backoff retry — and runs syncs
-on a bounded set of workers. *How* one object is synced is ``external_sync.SyncMixin``.
-
-No kopf timers or daemons: those need a finalizer on every object; a heap of due times
-needs nothing on the object.
+aligned refresh slot (``timetable``) or a backoff retry — and runs syncs on a bounded set of
+workers. *How* one object is synced is ``sync.Syncer``, which the engine owns.
 """
 
 from __future__ import annotations
 
 import asyncio
-import heapq
 import logging
 import random
 import time
@@ -20,42 +16,56 @@ from collections.abc import Mapping
 from typing import Any
 
 from secretsync import api
-from secretsync.controller import external_metrics as m
-from secretsync.controller.external_flight import SingleFlight
-from secretsync.controller.external_sync import NEVER, Entry, Key, SyncMixin, gauge_keys
-from secretsync.controller.stores import Stores
+from secretsync.controller.external import metrics as m
+from secretsync.controller.external.flight import SingleFlight
+from secretsync.controller.external.stores import Stores
+from secretsync.controller.external.sync import Syncer
+from secretsync.controller.external.timetable import (
+    Entry,
+    Key,
+    Timetable,
+    next_due,
+    view,
+)
 from secretsync.errors import InvalidInput, SecretSyncError
 from secretsync.kube import Kube
 from secretsync.reconcile import external as rx
 from secretsync.reconcile import external_schedule as sched
-from secretsync.reconcile.external_spec import ExternalSpec, parse_spec
+from secretsync.reconcile.external_spec import parse_spec
 
 log = logging.getLogger("secretsync.external")
 
 _WEAK = ("startup check", "periodic")  # reasons that never override a queued stronger one
 
 
-class Engine(SyncMixin):
+class ExternalEngine:
+    """ExternalSecrets, SecretStores and ClusterSecretStores: the index of objects, the
+    workers, and the ``Syncer`` they run."""
+
     def __init__(
         self, kube: Kube, *, hash_key: bytes, workers: int = 16, window: float = 10.0
     ) -> None:
         self.kube = kube
-        self.hash_key = hash_key
         self.stores = Stores(kube)
-        self.flight = SingleFlight(window)
-        self.entries: dict[Key, Entry] = {}
+        self.timetable = Timetable()
+        self.entries: dict[Key, Entry] = self.timetable.entries
         self.secrets: dict[Key, dict[str, Any]] = {}  # managed Secrets by (ns, name)
-        self._heap: list[tuple[float, Key]] = []
+        self.syncer = Syncer(kube, hash_key=hash_key, stores=self.stores,
+                             flight=SingleFlight(window), secrets=self.secrets,
+                             timetable=self.timetable)
         self._queue: asyncio.Queue[Key] = asyncio.Queue()
-        self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._side: set[asyncio.Future[Any]] = set()
-        self._ns_labels: dict[str, tuple[float, dict[str, str]]] = {}
         self.workers = workers
+
+    @property
+    def hash_key(self) -> bytes:
+        return self.syncer.hash_key
 
     # --- lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
-        self._tasks.append(asyncio.create_task(self._scheduler(), name="external-scheduler"))
+        self._tasks.append(asyncio.create_task(self.timetable.run(self._enqueue),
+                                               name="external-scheduler"))
         for i in range(self.workers):
             self._tasks.append(asyncio.create_task(self._worker(), name=f"external-{i}"))
 
@@ -72,8 +82,8 @@ class Engine(SyncMixin):
         key: Key = (str(meta.get("namespace")), str(meta.get("name")))
         if type_ == "DELETED":
             self.entries.pop(key, None)
-            if key in gauge_keys:
-                gauge_keys.discard(key)
+            if key in self.syncer.gauge_keys:
+                self.syncer.gauge_keys.discard(key)
                 m.LAST_CHECK.remove(*key)
             return
         entry = self.entries.get(key)
@@ -91,7 +101,7 @@ class Engine(SyncMixin):
             if why is None:
                 # In sync before a restart: verify the Secret locally now, refresh from the
                 # backend at the object's slot (that spread is the restart jitter).
-                self._schedule(key, entry, self._next_due(entry, obj))
+                self.timetable.schedule(key, entry, next_due(obj))
                 why = "startup check"
             self._enqueue(key, entry, why)
             return
@@ -138,7 +148,7 @@ class Engine(SyncMixin):
         if entry.pending_hash and ann == entry.pending_hash and type_ != "DELETED":
             return False  # the event of our own write, arriving before the write call returned
         why = rx.drift(
-            None if type_ == "DELETED" else secret, spec, self._view(entry), hash_key=self.hash_key
+            None if type_ == "DELETED" else secret, spec, view(entry), hash_key=self.hash_key
         )
         if not why:
             return False
@@ -195,7 +205,7 @@ class Engine(SyncMixin):
         """Validate a new/changed store right away so its status is truthful even before an
         ExternalSecret uses it (ClusterSecretStores whose refs depend on the reader's
         namespace are validated on first use)."""
-        from secretsync.controller.stores import refs_need_namespace
+        from secretsync.controller.external.stores import refs_need_namespace
 
         spec = obj.get("spec") or {}
         if kind == api.KIND_CLUSTER_STORE and refs_need_namespace(spec.get("provider")):
@@ -207,13 +217,6 @@ class Engine(SyncMixin):
             pass  # recorded in the store's status by Stores
 
     # --- scheduling -------------------------------------------------------------------------------
-    def _view(self, entry: Entry) -> dict[str, Any]:
-        """The ExternalSecret with the hash we last wrote (its status event may lag)."""
-        status = dict(entry.body.get("status") or {})
-        if entry.synced_hash:
-            status["syncedDataHash"] = entry.synced_hash
-        return {**entry.body, "status": status}
-
     def _enqueue(self, key: Key, entry: Entry, reason: str) -> None:
         if entry.running:
             entry.rerun = reason
@@ -223,51 +226,6 @@ class Engine(SyncMixin):
         if not entry.queued:
             entry.queued = True
             self._queue.put_nowait(key)
-
-    def _schedule(self, key: Key, entry: Entry, due: float) -> None:
-        entry.due = due
-        if due != NEVER:
-            heapq.heappush(self._heap, (due, key))
-            self._wake.set()
-
-    def _next_due(
-        self,
-        entry: Entry,
-        obj: Mapping[str, Any],
-        spec: ExternalSpec | None = None,
-        store_key: str = "",
-        *,
-        just_synced: bool = False,
-    ) -> float:
-        try:
-            spec = spec or parse_spec(obj)
-        except InvalidInput:
-            return NEVER
-        if spec.refresh_policy != "Periodic" or spec.refresh_interval <= 0:
-            return NEVER
-        ns = (obj.get("metadata") or {}).get("namespace") or ""
-        store_ns = ns if spec.store_kind == api.KIND_STORE else ""
-        store = store_key or f"{spec.store_kind}/{store_ns}/{spec.store_name}"
-        keys = [f.describe() for f in rx.fetch_plan(spec)]
-        offset = sched.phase(store, keys, spec.refresh_interval)
-        gap = spec.refresh_interval / 2 if just_synced else 0.0
-        return sched.next_slot(time.time(), spec.refresh_interval, offset, min_gap=gap)
-
-    async def _scheduler(self) -> None:
-        while True:
-            now = time.time()
-            while self._heap and self._heap[0][0] <= now:
-                due, key = heapq.heappop(self._heap)
-                entry = self.entries.get(key)
-                if entry is not None and entry.due == due:
-                    entry.due = NEVER
-                    self._enqueue(key, entry, "retry" if entry.failures else "periodic")
-            self._wake.clear()
-            timeout = (self._heap[0][0] - now) if self._heap else 3600.0
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=max(0.01, min(timeout, 3600)))
-            except TimeoutError:
-                pass
 
     async def _worker(self) -> None:
         while True:
@@ -279,27 +237,19 @@ class Engine(SyncMixin):
             entry.running = True
             started = time.perf_counter()
             try:
-                await self.sync(key, entry, entry.reason)
+                await self.syncer.sync(key, entry, entry.reason)
                 m.SYNC_SECONDS.labels("ok" if entry.failures == 0 else "error").observe(
                     time.perf_counter() - started
                 )
             except Exception:  # a bug must not kill the worker; the object retries
                 log.exception("ExternalSecret %s/%s: unexpected error", *key)
                 entry.failures += 1
-                self._schedule(
-                    key,
-                    entry,
-                    time.time() + sched.backoff(entry.failures, random.random()),  # noqa: S311
-                )
+                self.timetable.retry(key, entry, random.random())  # noqa: S311
             finally:
                 entry.running = False
                 if entry.rerun and key in self.entries:
                     reason, entry.rerun = entry.rerun, None
                     self._enqueue(key, entry, reason)
-
-    def _done(self, key: Key, entry: Entry, spec: ExternalSpec | None) -> None:
-        entry.failures = 0
-        self._schedule(key, entry, self._next_due(entry, entry.body, spec, just_synced=True))
 
 
 def _rv(obj: Mapping[str, Any]) -> object:

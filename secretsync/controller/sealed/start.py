@@ -6,13 +6,13 @@ listing arrives as one event per object, and kopf's own per-event machinery (bod
 causes, handler matching) costs the event loop several times our reconcile, on the cores the
 RSA work needs; each Secret we then create comes back through the Secret watch as one more event.
 So the engine lists the SealedSecrets itself (``prefetch``: the decryption starts at once),
-reconciles every one with the same ``sealed.reconcile`` kopf's handler calls, and starts
+reconciles every one with the same ``SealedEngine.reconcile`` kopf's handler calls, and starts
 kopf afterwards. Measured by ``bench/bench_unseal.py`` (1,000 SealedSecrets x 4 items, two
 shared cores): the last Secret ~11 % sooner, the last status ~8 % sooner, the event loop's CPU
 halved.
 
 Nothing changed meanwhile is missed: kopf lists everything when it starts; an object still at
-the version the initial sync reconciled is skipped once (``sealed.on_sealed_event``), any other
+the version the initial sync reconciled is skipped once (``handlers.on_sealed_event``), any other
 is reconciled as usual. No watch sees a managed Secret deleted or edited during the sync, so
 the managed Secrets are listed again afterwards and those no longer as desired are restored.
 """
@@ -26,9 +26,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from secretsync import api
-from secretsync.controller import sealed
 from secretsync.controller.resync import list_managed
-from secretsync.controller.runtime import Runtime
+from secretsync.controller.sealed.engine import SealedEngine, secret_ref
+from secretsync.controller.sealed.writes import Ref
 from secretsync.errors import KubeError
 from secretsync.reconcile import sealed as rs
 from secretsync.reconcile.secrets import controller_ref, plan_secret
@@ -36,8 +36,7 @@ from secretsync.reconcile.secrets import controller_ref, plan_secret
 log = logging.getLogger("secretsync.sealed")
 
 
-def prefetch(rt: Runtime, namespace: str | None,
-             groups: Mapping[str, str]) -> list[dict[str, Any]]:
+def prefetch(engine: SealedEngine, namespace: str | None) -> list[dict[str, Any]]:
     """List the SealedSecrets and start decrypting each on the pool (sync, in a thread);
     returns the objects queued, for ``initial_sync``.
 
@@ -46,9 +45,9 @@ def prefetch(rt: Runtime, namespace: str | None,
     the Bitnami CRD not installed) leaves those objects to kopf, as does an object whose spec
     cannot be read (kopf's event reports it)."""
     queued: list[dict[str, Any]] = []
-    for group, version in groups.items():
+    for group, version in engine.groups.items():
         try:
-            items = rt.kube.list_custom(group, version, api.PLURAL_SEALED, namespace)
+            items = engine.rt.kube.list_custom(group, version, api.PLURAL_SEALED, namespace)
         except KubeError as exc:
             log.debug("no prefetch of %s/%s: %s", group, version, exc.message)
             continue
@@ -60,7 +59,7 @@ def prefetch(rt: Runtime, namespace: str | None,
                 key = rs.cache_key(obj)
             except rs.SealFailure:
                 continue
-            sealed.decrypt_ahead(rt, obj, key)
+            engine.decrypt_ahead(obj, key)
             queued.append(obj)
     return queued
 
@@ -76,15 +75,15 @@ def sealed_owned(listed: Mapping[tuple[str, str], dict[str, Any]]
     return out
 
 
-def seed_index(rt: Runtime, namespace: str | None) -> None:
+def seed_index(engine: SealedEngine, namespace: str | None) -> None:
     """One LIST of the managed Secrets replaces the index (sync, in a thread): before the
     initial sync, and again after it (dropping Secrets deleted meanwhile)."""
-    sealed.replace_index(sealed_owned(list_managed(rt.kube, namespace)))
+    engine.replace_index(sealed_owned(list_managed(engine.rt.kube, namespace)))
 
 
 def to_restore(desired: Mapping[str, Mapping[str, Any]],
                listed: Mapping[tuple[str, str], Mapping[str, Any]],
-               unsettled: set[sealed.Ref]) -> list[sealed.Ref]:
+               unsettled: set[Ref]) -> list[Ref]:
     """Pure: the SealedSecrets whose Secret is gone or no longer as desired.
 
     ``desired``: SealedSecret uid -> the Secret it should have (known for every object that
@@ -94,7 +93,7 @@ def to_restore(desired: Mapping[str, Mapping[str, Any]],
     foreign by design: reconciling them here would only repeat the failure)."""
     refs = []
     for want in desired.values():
-        ref = sealed.secret_ref(want)
+        ref = secret_ref(want)
         if ref is None or ref in unsettled:
             continue
         meta = want["metadata"]
@@ -104,17 +103,19 @@ def to_restore(desired: Mapping[str, Mapping[str, Any]],
     return refs
 
 
-async def restore(listed: Mapping[tuple[str, str], dict[str, Any]]) -> int:
+async def restore(engine: SealedEngine, listed: Mapping[tuple[str, str], dict[str, Any]]
+                  ) -> int:
     """The SealedSecret engine's part of a resync (``controller.resync``): restore every
     Secret of ours that ``listed`` (all managed Secrets, just listed) shows gone or no longer
     as desired; returns how many. The index entry of each is dropped first, so the reconcile
     reads the Secret for real (a create answered 409 re-reads it) instead of trusting it."""
-    refs = to_restore(sealed.desired_by_uid(), sealed_owned(listed), sealed.unsettled())
-    await _restore_each(refs, "is gone or changed (resync)", reread=True)
+    refs = to_restore(engine.desired_by_uid(), sealed_owned(listed), engine.unsettled())
+    await _restore_each(engine, refs, "is gone or changed (resync)", reread=True)
     return len(refs)
 
 
-async def _restore_each(refs: list[sealed.Ref], why: str, *, reread: bool) -> None:
+async def _restore_each(engine: SealedEngine, refs: list[Ref], why: str, *,
+                        reread: bool) -> None:
     """Reconcile each of ``refs`` as a restore, all at once as the initial sync does (the
     thread pool bounds the work in flight: after a mass deletion during an outage, one
     after the other cost a GET and a create round trip per Secret in a row); ``reread``:
@@ -122,25 +123,26 @@ async def _restore_each(refs: list[sealed.Ref], why: str, *, reread: bool) -> No
     for ref in refs:
         log.info("Secret of %s %s/%s %s; restoring it", ref[0], ref[1], ref[2], why)
         if reread:
-            sealed.forget_secret(ref)
-    await asyncio.gather(*(sealed.reconcile_ref(ref, restored=True) for ref in refs))
+            engine.index.pop((ref[1], ref[2]), None)
+    await asyncio.gather(*(engine.reconcile_ref(ref, restored=True) for ref in refs))
 
 
-async def initial_sync(rt: Runtime, namespace: str | None,
+async def initial_sync(engine: SealedEngine, namespace: str | None,
                        listed: list[dict[str, Any]]) -> None:
     """Reconcile ``listed`` (from ``prefetch``), then restore what changed meanwhile.
     Never raises but for cancellation (a stop, or lost leadership)."""
     started = time.perf_counter()
     for obj in listed:
         meta = obj.get("metadata") or {}
-        sealed.mark_synced_at_start(str(meta.get("uid")), str(meta.get("resourceVersion")))
-    await asyncio.gather(*(sealed.reconcile(obj) for obj in listed))
+        engine.synced_at_start[str(meta.get("uid"))] = str(meta.get("resourceVersion"))
+    await asyncio.gather(*(engine.reconcile(obj) for obj in listed))
     try:
-        await asyncio.to_thread(seed_index, rt, namespace)
+        await asyncio.to_thread(seed_index, engine, namespace)
     except KubeError as exc:  # the index stays as our writes left it; the watch takes over
         log.warning("initial sync: cannot list the managed Secrets again: %s", exc.message)
         return
-    await _restore_each(to_restore(sealed.desired_by_uid(), sealed.index(), sealed.unsettled()),
+    await _restore_each(engine, to_restore(engine.desired_by_uid(), engine.index,
+                                           engine.unsettled()),
                         "changed during the initial sync", reread=False)
     log.info("initial sync: %d SealedSecrets in %.1fs", len(listed),
              time.perf_counter() - started)
