@@ -52,7 +52,7 @@ def _import_kopf_without_kubernetes() -> None:
 
 async def _initial_sync(engine: SealedEngine, settings: Settings,
                         listed: list[dict[str, Any]], keeper: asyncio.Task[Any] | None) -> str:
-    """Every listed SealedSecret reconciled before kopf starts (``sealed_start``). Returns
+    """Every listed SealedSecret reconciled before kopf starts (``sealed.start``). Returns
     "synced" to go on, or "lost" when the Lease was lost meanwhile; the sync is cancelled
     then, and when a signal stops the controller (``_Stopper`` cancels this task)."""
     from secretsync.controller.sealed.start import initial_sync

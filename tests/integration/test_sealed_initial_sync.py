@@ -1,5 +1,5 @@
 """The cold start against the sandbox: SealedSecrets that exist before the controller starts
-are reconciled by the initial sync, before kopf watches (``secretsync.controller.sealed_start``).
+are reconciled by the initial sync, before kopf watches (``secretsync.controller.sealed.start``).
 
 What must hold: every Secret written once and every status once, one Event per object (kopf's
 own listing of the same objects afterwards writes nothing); a restart writes nothing at all;
