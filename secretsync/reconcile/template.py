@@ -219,12 +219,10 @@ def _environment_class() -> type:
             wrapper = super().wrap_str_format(value)
             if wrapper is None:
                 return None
-            fmt = value.__self__
-            is_map = value.__name__ == "format_map"
+            fmt, name = value.__self__, value.__name__
 
             def bounded_format(*args: Any, **kwargs: Any) -> Any:
-                mapping = args[0] if is_map and args and isinstance(args[0], dict) else {}
-                limits.check_format(fmt, () if is_map else args, {**kwargs, **mapping})
+                limits.check_str_method(fmt, name, args, kwargs)  # the check ``call`` runs
                 return wrapper(*args, **kwargs)
 
             return bounded_format

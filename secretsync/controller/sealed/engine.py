@@ -251,12 +251,13 @@ class SealedEngine:
             except rs.SealFailure as exc:
                 if exc.reason in _RETRY_REASONS:
                     self.retry_on_new_key.add(ref)
-                self._failed(obj, exc, "")
+                self.failed[ref] = exc.reason
+                self._report_failure(obj, exc, "")
             except KubeInvalid as exc:  # the API server refuses the Secret: only a new spec
-                self._failed(obj, exc, "the API server refused the Secret; ")
-            except KubeError as exc:
-                self._failed(obj, exc, "API error, will retry; ")
-                self.failed.pop(ref, None)  # not failed for good: retried with backoff
+                self.failed[ref] = exc.reason
+                self._report_failure(obj, exc, "the API server refused the Secret; ")
+            except KubeError as exc:  # not failed for good: retried with backoff
+                self._report_failure(obj, exc, "API error, will retry; ")
                 self.schedule_retry(ref)
             except SecretSyncError as exc:  # anything else typed: report, do not crash
                 metrics.UNSEAL_TOTAL.labels("error").inc()
@@ -265,13 +266,12 @@ class SealedEngine:
             finally:
                 metrics.UNSEAL_SECONDS.observe(time.perf_counter() - started)
 
-    def _failed(self, obj: Mapping[str, Any], exc: SecretSyncError, how: str) -> None:
-        """Count, log, remember and report a failure: the status with the reason, and a
-        Warning Event only when the status changes (no repeats on retries)."""
+    def _report_failure(self, obj: Mapping[str, Any], exc: SecretSyncError, how: str) -> None:
+        """Count, log and report a failure: the status with the reason, and a Warning Event
+        only when the status changes (no repeats on retries)."""
         ref = ref_of(obj)
         metrics.UNSEAL_TOTAL.labels("error").inc()
         metrics.UNSEAL_ERRORS.labels(exc.reason).inc()
-        self.failed[ref] = exc.reason
         log.warning("%s: %s%s: %s", what(obj), how, exc.reason, exc.message)
         status = self._status(obj, False, exc.reason, exc.message)
         if status is not None:
