@@ -36,7 +36,7 @@ def _import_kopf_without_kubernetes() -> None:
     kopf imports ``kubernetes.client`` only to recognise that library's model objects (in
     ``kopf.adopt``/``label`` -- unused here) and, in its default registry, to offer a login
     through it (ours replaces it). That import costs ~31 MiB of RSS and ~0.18 s of start-up;
-    our own connections need none of it (``secretsync.kubeconfig``). Marking the package
+    our own connections need none of it (``secretsync.kube.config``). Marking the package
     absent for the duration makes kopf take its documented no-client path; afterwards
     ``kubernetes`` imports normally again (the kubeconfig fallbacks still use it)."""
 

@@ -1,4 +1,4 @@
-"""ExternalSecret / store status: build it, and patch it only when something changed (pure).
+"""ExternalSecret and store status: what it holds (pure; written through ``reconcile.status``).
 
 Status holds what an operator needs and nothing that moves on every refresh: the ``Ready``
 condition (reason + one-line message, no values), ``observedGeneration``, the keyed hash
@@ -12,28 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from secretsync.reconcile import status as st
 
-def condition(
-    ready: bool, reason: str, message: str, now: str, previous: Mapping[str, Any] | None
-) -> dict[str, Any]:
-    """A ``Ready`` condition; ``lastTransitionTime`` moves only when ``status`` flips."""
-    status = "True" if ready else "False"
-    prev_status = (previous or {}).get("status")
-    since = (previous or {}).get("lastTransitionTime") if prev_status == status else None
-    return {
-        "type": "Ready",
-        "status": status,
-        "reason": reason,
-        "message": message.splitlines()[0][:500] if message else "",
-        "lastTransitionTime": since or now,
-    }
-
-
-def ready_condition(status: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    for c in (status or {}).get("conditions") or []:
-        if c.get("type") == "Ready":
-            return dict(c)
-    return None
+READY = "Ready"
 
 
 def build_status(
@@ -51,7 +32,8 @@ def build_status(
     what is in the Secret); a new hash moves ``lastChangeTime``."""
     prev = prev or {}
     out: dict[str, Any] = {}
-    cond = condition(ready, reason, message, now, ready_condition(prev))
+    cond = st.condition(READY, ready, reason, message, now=now,
+                        previous=st.find_condition(prev, READY))
     out["conditions"] = [cond]
     if generation is not None:
         out["observedGeneration"] = generation
@@ -67,26 +49,6 @@ def build_status(
     return out
 
 
-_COMPARED = ("observedGeneration", "syncedDataHash", "lastChangeTime", "binding")
-
-
-def status_patch(prev: Mapping[str, Any] | None, new: Mapping[str, Any]) -> dict[str, Any] | None:
-    """A merge patch turning ``prev`` into ``new``, or ``None`` when they are equivalent."""
-    prev = prev or {}
-    patch: dict[str, Any] = {}
-    for k in _COMPARED:
-        if new.get(k) != prev.get(k):
-            patch[k] = new.get(k)
-    old_c, new_c = ready_condition(prev), ready_condition(new)
-    strip = ("status", "reason", "message")
-    if old_c is None or new_c is None or any(old_c.get(k) != new_c.get(k) for k in strip):
-        patch["conditions"] = new.get("conditions")
-    return patch or None
-
-
-def condition_changed(prev: Mapping[str, Any] | None, new: Mapping[str, Any]) -> bool:
-    """For Events: post one only when the Ready condition's status or reason changes."""
-    a, b = ready_condition(prev), ready_condition(new)
-    if a is None or b is None:
-        return a is not b
-    return (a.get("status"), a.get("reason")) != (b.get("status"), b.get("reason"))
+def ready_changed(prev: Mapping[str, Any] | None, new: Mapping[str, Any]) -> bool:
+    """For Events: the Ready condition's status or reason changed."""
+    return st.condition_changed(prev, new, READY)

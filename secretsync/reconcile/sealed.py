@@ -32,6 +32,7 @@ from secretsync.errors import (
     SecretSyncError,
 )
 from secretsync.keys import KeyRegistry
+from secretsync.reconcile import status
 from secretsync.reconcile.secrets import build_secret
 from secretsync.reconcile.template import render_data
 from secretsync.sealing import encrypted_items, fingerprint_hint, scope_of
@@ -216,12 +217,31 @@ def unseal(
     return desired_secret(sealed, prepared, values)
 
 
+SYNCED = "Synced"
+"""The SealedSecret condition type (Bitnami's, so its readers keep working)."""
+
+
+def status_update(obj: Mapping[str, Any], ok: bool, reason: str, message: str, *,
+                  now: str) -> dict[str, Any] | None:
+    """The status patch saying ``reason``/``message`` for ``obj``, or None when its status
+    says so already (see ``reconcile.status``)."""
+    prev = obj.get("status")
+    generation = (obj.get("metadata") or {}).get("generation")
+    cond = status.condition(SYNCED, ok, reason, message, now=now,
+                            previous=status.find_condition(prev, SYNCED), generation=generation)
+    new: dict[str, Any] = {"conditions": status.with_condition(prev, cond)}
+    if generation is not None:
+        new["observedGeneration"] = generation
+    return status.status_patch(prev, new)
+
+
 __all__ = [
     "REASON_DECRYPT_FAILED",
     "REASON_INVALID_SPEC",
     "REASON_INVALID_TEMPLATE",
     "REASON_SCOPE_MISMATCH",
     "REASON_UNMANAGED",
+    "SYNCED",
     "DecryptionFailed",
     "Prepared",
     "SealFailure",
@@ -230,5 +250,6 @@ __all__ = [
     "desired_secret",
     "explain_failure",
     "prepare",
+    "status_update",
     "unseal",
 ]

@@ -7,8 +7,8 @@
 - ``plan_secret``: existing vs desired -> create, patch (a minimal merge patch), recreate (type
   or immutability forbids an update) or nothing. "Nothing" is the common case and costs no API
   call: this is what keeps GitOps clusters free of churn.
-- ``synced_condition`` / ``status_patch``: the ``Synced`` condition and whether ``.status``
-  needs a write at all (``lastTransitionTime`` only moves when the status flips).
+
+Conditions and status patches are in ``reconcile.status``.
 
 Plain dicts in and out; no Kubernetes client.
 """
@@ -16,12 +16,11 @@ Plain dicts in and out; no Kubernetes client.
 from __future__ import annotations
 
 import base64
-import datetime as _dt
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from secretsync import api, clock
+from secretsync import api
 
 Obj = dict[str, Any]
 
@@ -140,106 +139,100 @@ def _map_patch(current: Mapping[str, Any] | None, desired: Mapping[str, Any]) ->
     return patch or None
 
 
-def _data_patch(current: Mapping[str, Any] | None, desired: Mapping[str, Any]) -> Obj | None:
-    current = current or {}
-    patch: Obj = {k: v for k, v in desired.items() if current.get(k) != v}
-    patch.update({k: None for k in current if k not in desired})
-    return patch or None
+@dataclass(frozen=True)
+class WriteRules:
+    """Which parts of an existing Secret a kind owns (each kind keeps its peer's rules, so a
+    switch-over from Bitnami or ESO rewrites nothing)."""
+
+    prune_metadata: bool = True
+    """Remove labels and annotations the desired Secret does not have (kubectl's and kopf's
+    own excepted). SealedSecret: its template is the Secret's whole metadata, as in Bitnami's.
+    ExternalSecret: False -- ESO only adds and updates, other tools' metadata stays."""
+
+    owned_keys: frozenset[str] | None = None
+    """None: the whole Secret is ours (data compared exactly; a type change or lifted
+    immutability recreates it). A set: ``creationPolicy: Merge`` into someone else's Secret --
+    only these keys (the ones written last time) may be removed, its type and immutability
+    are left alone, and it is never deleted."""
 
 
 @dataclass(frozen=True)
 class SecretPlan:
     """What to do with the target Secret. ``body`` is the full desired Secret (create and
-    recreate), ``patch`` a merge patch (patch)."""
+    recreate), ``patch`` a merge patch (patch); ``blocked`` means it may not be written
+    (``message`` says why, for the status); ``delete`` removes it."""
 
-    action: Literal["none", "create", "patch", "recreate"]
+    action: Literal["none", "create", "patch", "recreate", "delete", "blocked"]
     body: Obj | None = None
     patch: Obj | None = None
     changed: tuple[str, ...] = ()  # which aspects differ (for logs/events; never values)
+    message: str = ""
 
 
-def plan_secret(existing: Mapping[str, Any] | None, desired: Mapping[str, Any]) -> SecretPlan:
-    """Existing vs desired. Labels/annotations/data are compared exactly (keys added by
-    hand are removed, except kubectl's and kopf's own); the owner reference is (re)added."""
-    if existing is None:
-        return SecretPlan("create", body=dict(desired), changed=("missing",))
-    want_type = desired.get("type") or "Opaque"
-    if (existing.get("type") or "Opaque") != want_type:
-        return SecretPlan("recreate", body=dict(desired), changed=("type",))
-    dmeta = desired.get("metadata") or {}
-    emeta = existing.get("metadata") or {}
-    data_patch = _data_patch(existing.get("data"), desired.get("data") or {})
-    if existing.get("immutable") and (data_patch or not desired.get("immutable")):
-        return SecretPlan("recreate", body=dict(desired), changed=("immutable",))
-    patch: Obj = {}
-    changed: list[str] = []
+def _data_patch(current: Mapping[str, Any], desired: Mapping[str, Any],
+                removable: Collection[str]) -> Obj | None:
+    patch: Obj = {k: v for k, v in desired.items() if current.get(k) != v}
+    patch.update({k: None for k in removable if k in current and k not in desired})
+    return patch or None
+
+
+def _meta_patch(emeta: Mapping[str, Any], dmeta: Mapping[str, Any], rules: WriteRules,
+                changed: list[str]) -> Obj:
     meta_patch: Obj = {}
-    labels = _map_patch(emeta.get("labels"), dmeta.get("labels") or {})
-    if labels:
-        meta_patch["labels"] = labels
-        changed.append("labels")
-    annotations = _map_patch(emeta.get("annotations"), dmeta.get("annotations") or {})
-    if annotations:
-        meta_patch["annotations"] = annotations
-        changed.append("annotations")
+    for part in ("labels", "annotations"):
+        want = dmeta.get(part) or {}
+        if rules.prune_metadata:
+            fragment = _map_patch(emeta.get(part), want)
+        else:
+            have = emeta.get(part) or {}
+            fragment = {k: v for k, v in want.items() if have.get(k) != v} or None
+        if fragment:
+            meta_patch[part] = fragment
+            changed.append(part)
     want_refs = dmeta.get("ownerReferences")
     if want_refs is not None:
         want_uid = want_refs[0].get("uid") if want_refs else None
-        have = emeta.get("ownerReferences") or []
-        if not any(r.get("uid") == want_uid and r.get("controller") for r in have):
-            others = [r for r in have if not r.get("controller")]
+        have_refs = emeta.get("ownerReferences") or []
+        if not any(r.get("uid") == want_uid and r.get("controller") for r in have_refs):
+            others = [r for r in have_refs if not r.get("controller")]
             meta_patch["ownerReferences"] = [*want_refs, *others]
             changed.append("owner")
+    return meta_patch
+
+
+def plan_secret(existing: Mapping[str, Any] | None, desired: Mapping[str, Any],
+                rules: WriteRules = WriteRules()) -> SecretPlan:
+    """Existing vs desired, under ``rules``: create, patch (a minimal merge patch), recreate
+    (type or immutability forbids an update), blocked (an immutable Secret we only merge
+    into) or nothing. The controller ownerReference is (re)added when the desired Secret has
+    one."""
+    if existing is None:
+        return SecretPlan("create", body=dict(desired), changed=("missing",))
+    whole = rules.owned_keys is None
+    if whole and (existing.get("type") or "Opaque") != (desired.get("type") or "Opaque"):
+        return SecretPlan("recreate", body=dict(desired), changed=("type",))
+    current = existing.get("data") or {}
+    data_patch = _data_patch(current, desired.get("data") or {},
+                             current if whole else rules.owned_keys or ())
+    if existing.get("immutable") and (data_patch or (whole and not desired.get("immutable"))):
+        if not whole:
+            name = (desired.get("metadata") or {}).get("name")
+            return SecretPlan("blocked", changed=("immutable",),
+                              message=f"target Secret {name!r} is immutable; "
+                              "creationPolicy Merge cannot change its data")
+        return SecretPlan("recreate", body=dict(desired), changed=("immutable",))
+    changed: list[str] = []
+    patch: Obj = {}
+    meta_patch = _meta_patch(existing.get("metadata") or {}, desired.get("metadata") or {},
+                             rules, changed)
     if meta_patch:
         patch["metadata"] = meta_patch
     if data_patch:
         patch["data"] = data_patch
         changed.append("data")
-    if desired.get("immutable") and not existing.get("immutable"):
+    if whole and desired.get("immutable") and not existing.get("immutable"):
         patch["immutable"] = True
         changed.append("immutable")
     if not patch:
         return SecretPlan("none")
     return SecretPlan("patch", patch=patch, changed=tuple(changed))
-
-
-# --- status ----------------------------------------------------------------------------------
-
-
-def synced_condition(ok: bool, reason: str, message: str) -> Obj:
-    return {"type": "Synced", "status": "True" if ok else "False",
-            "reason": reason, "message": message[:1024]}
-
-
-def status_patch(
-    current: Mapping[str, Any] | None,
-    *,
-    generation: int | None,
-    condition: Mapping[str, Any],
-    now: _dt.datetime | None = None,
-    extra: Mapping[str, Any] | None = None,
-) -> Obj | None:
-    """The new ``.status`` when anything but timestamps would change, else None (no write).
-
-    Keeps ``lastTransitionTime`` while the condition's status stays the same."""
-    current = current or {}
-    conds = [c for c in current.get("conditions") or [] if isinstance(c, dict)]
-    old = next((c for c in conds if c.get("type") == condition.get("type")), None)
-    new = dict(condition)
-    same_status = old is not None and old.get("status") == new.get("status")
-    new["lastTransitionTime"] = (
-        old.get("lastTransitionTime") if same_status and old and old.get(
-            "lastTransitionTime") else clock.rfc3339(now)
-    )
-    if generation is not None:
-        new["observedGeneration"] = generation
-    others = [c for c in conds if c.get("type") != condition.get("type")]
-    desired: Obj = {**dict(extra or {}), "conditions": [*others, new]}
-    if generation is not None:
-        desired["observedGeneration"] = generation
-    unchanged = all(current.get(k) == v for k, v in desired.items() if k != "conditions")
-    if unchanged and old is not None:
-        comparable = {k: v for k, v in old.items() if k != "lastTransitionTime"}
-        if comparable == {k: v for k, v in new.items() if k != "lastTransitionTime"}:
-            return None
-    return desired

@@ -23,6 +23,7 @@ from azure.keyvault.secrets.aio import SecretClient
 from prometheus_client import REGISTRY
 
 from secretsync.backends import azure
+from secretsync.backends.azure.backend import API_VERSION
 from secretsync.backends.base import Backend, FindQuery, RemoteRef, StoreContext
 from secretsync.errors import BackendAuthError, BackendUnavailable, SecretNotFound, StoreInvalid
 from tests.backends.conformance import (
@@ -131,7 +132,7 @@ async def seed(vault: str, sandbox: Any) -> AsyncIterator[Any]:
     client = SecretClient(
         vault,
         StaticToken(),
-        api_version=azure.API_VERSION,
+        api_version=API_VERSION,
         verify_challenge_resource=False,
         connection_verify=str(sandbox.ca_file),
     )

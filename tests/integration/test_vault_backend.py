@@ -219,9 +219,9 @@ async def test_revoked_token_logs_in_again(
     approle: tuple[str, str, str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from secretsync.backends import vault as vault_mod
+    from secretsync.backends.vault import backend as vault_backend
 
-    monkeypatch.setattr(vault_mod, "RELOGIN_MIN_INTERVAL", 0.0)
+    monkeypatch.setattr(vault_backend, "RELOGIN_MIN_INTERVAL", 0.0)
     path, role_id, secret_id = approle
     admin.secrets.kv.v2.create_or_update_secret("x", {"a": "1"}, mount_point=vault_mount)
     provider = approle_store(sandbox.env["VAULT_ADDR"], vault_mount, path, role_id)

@@ -15,7 +15,10 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
-from secretsync.backends.aws import role_session_name, sm_version_args, ssm_name, translate
+from secretsync.backends.aws.config import role_session_name
+from secretsync.backends.aws.errors import translate
+from secretsync.backends.aws.parameter_store import ssm_name
+from secretsync.backends.aws.secrets_manager import sm_version_args
 from secretsync.errors import (
     BackendAuthError,
     BackendError,

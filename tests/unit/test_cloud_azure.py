@@ -16,13 +16,13 @@ from azure.core.exceptions import (
     ServiceResponseError,
 )
 
-from secretsync.backends.azure import (
-    authority_for,
+from secretsync.backends.azure.backend import (
     challenge_check,
     decode_ca_bundle,
     secret_name,
     translate,
 )
+from secretsync.backends.azure.credentials import authority_for
 from secretsync.backends.base import StoreContext
 from secretsync.errors import (
     BackendAuthError,

@@ -12,8 +12,11 @@ import pytest
 from secretsync import api
 from secretsync.errors import BackendUnavailable, InvalidInput, InvalidTemplate, SecretNotFound
 from secretsync.reconcile import external as rx
+from secretsync.reconcile import external_data as xd
 from secretsync.reconcile.external_spec import parse_spec
-from secretsync.reconcile.external_status import build_status, condition_changed, status_patch
+from secretsync.reconcile.external_status import build_status
+from secretsync.reconcile.external_status import ready_changed as condition_changed
+from secretsync.reconcile.status import status_patch
 
 UID = "1234-uid"
 KEY = bytes(range(32))  # the controller's data-hash key (a fixed one: tests are repeatable)
@@ -46,10 +49,10 @@ def test_fetch_plan_dedupes_and_orders() -> None:
             }
         )
     )
-    plan = rx.fetch_plan(spec)
+    plan = xd.fetch_plan(spec)
     # one value fetch for all three properties of 'db': properties are selected locally
     assert [f.op for f in plan] == ["get_map", "find", "get"]
-    assert plan[2] == rx.Fetch("get", "db")
+    assert plan[2] == xd.Fetch("get", "db")
 
 
 def test_assemble_data_wins_over_datafrom_and_decodes() -> None:
@@ -75,15 +78,15 @@ def test_assemble_data_wins_over_datafrom_and_decodes() -> None:
             }
         )
     )
-    results: dict[rx.Fetch, rx.FetchResult] = {
-        rx.Fetch("get_map", "m"): {"a": b"from-map", "x": b"1"},
-        rx.Fetch("find", path="team"): {"team/db": b"d"},
-        rx.Fetch("get", "k1"): base64.b64encode(b"\x00\xffbin"),
-        rx.Fetch("get", "k2"): base64.urlsafe_b64encode(b"\xfb\xff").rstrip(b"="),
-        rx.Fetch("get", "k3"): base64.b64encode(b"auto!"),
-        rx.Fetch("get", "k4"): b"not base64 !",
+    results: dict[xd.Fetch, xd.FetchResult] = {
+        xd.Fetch("get_map", "m"): {"a": b"from-map", "x": b"1"},
+        xd.Fetch("find", path="team"): {"team/db": b"d"},
+        xd.Fetch("get", "k1"): base64.b64encode(b"\x00\xffbin"),
+        xd.Fetch("get", "k2"): base64.urlsafe_b64encode(b"\xfb\xff").rstrip(b"="),
+        xd.Fetch("get", "k3"): base64.b64encode(b"auto!"),
+        xd.Fetch("get", "k4"): b"not base64 !",
     }
-    out = rx.assemble(spec, results)
+    out = xd.assemble(spec, results)
     assert out.data == {
         "a": b"\x00\xffbin",
         "x": b"1",
@@ -100,7 +103,7 @@ def test_assemble_bad_base64_names_key_not_value() -> None:
         es({"data": [{"secretKey": "a", "remoteRef": {"key": "k", "decodingStrategy": "Base64"}}]})
     )
     with pytest.raises(InvalidInput) as info:
-        rx.assemble(spec, {rx.Fetch("get", "k"): b"s3cr3t-not-b64!"})
+        xd.assemble(spec, {xd.Fetch("get", "k"): b"s3cr3t-not-b64!"})
     assert "spec.data[0]" in str(info.value) and "s3cr3t" not in str(info.value)
 
 
@@ -116,11 +119,11 @@ def test_assemble_raises_first_error_under_retain() -> None:
         )
     )
     with pytest.raises(BackendUnavailable):
-        rx.assemble(
-            spec, {rx.Fetch("get", "k"): b"1", rx.Fetch("get", "j"): BackendUnavailable("down")}
+        xd.assemble(
+            spec, {xd.Fetch("get", "k"): b"1", xd.Fetch("get", "j"): BackendUnavailable("down")}
         )
     with pytest.raises(SecretNotFound):
-        rx.assemble(spec, {rx.Fetch("get", "k"): b"1", rx.Fetch("get", "j"): SecretNotFound("x")})
+        xd.assemble(spec, {xd.Fetch("get", "k"): b"1", xd.Fetch("get", "j"): SecretNotFound("x")})
 
 
 @pytest.mark.parametrize("policy", ["Delete", "Merge"])
@@ -136,7 +139,7 @@ def test_assemble_skips_missing_under_delete_and_merge(policy: str) -> None:
             }
         )
     )
-    out = rx.assemble(spec, {rx.Fetch("get", "k"): b"1", rx.Fetch("get", "j"): SecretNotFound("x")})
+    out = xd.assemble(spec, {xd.Fetch("get", "k"): b"1", xd.Fetch("get", "j"): SecretNotFound("x")})
     assert out.data == {"a": b"1"} and len(out.missing) == 1
 
 
@@ -154,7 +157,7 @@ def test_invalid_rewritten_key_is_rejected() -> None:
         )
     )
     with pytest.raises(InvalidInput) as info:
-        rx.assemble(spec, {rx.Fetch("get_map", "m"): {"a": b"1"}})
+        xd.assemble(spec, {xd.Fetch("get_map", "m"): {"a": b"1"}})
     assert "not a valid Secret key" in str(info.value)
 
 
@@ -172,14 +175,14 @@ def test_template_replace_and_merge() -> None:
             }
         )
     )
-    assert rx.render(spec, {"pw": b"x"}) == {"dsn": b"postgres://u:x@db", "b": b"eA=="}
+    assert xd.render(spec, {"pw": b"x"}) == {"dsn": b"postgres://u:x@db", "b": b"eA=="}
     spec = parse_spec(
         es({**base, "target": {"template": {"mergePolicy": "Merge", "data": {"dsn": "{{ pw }}!"}}}})
     )
-    assert rx.render(spec, {"pw": b"x"}) == {"pw": b"x", "dsn": b"x!"}
+    assert xd.render(spec, {"pw": b"x"}) == {"pw": b"x", "dsn": b"x!"}
     spec = parse_spec(es({**base, "target": {"template": {"data": {"d": "{{ nope }}"}}}}))
     with pytest.raises(InvalidTemplate):
-        rx.render(spec, {"pw": b"x"})
+        xd.render(spec, {"pw": b"x"})
 
 
 def desired_for(spec_d: dict[str, Any], data: dict[str, bytes]) -> tuple[Any, dict[str, Any]]:
@@ -259,13 +262,13 @@ def test_plan_create_patch_recreate() -> None:
     edited = json.loads(json.dumps(d))
     edited["data"] = {"pw": b64(b"hand-edited"), "extra": b64(b"x")}
     plan = rx.plan_secret(edited, d, spec, "app")
-    assert plan.action == "patch" and plan.body == {"data": {"extra": None, "pw": b64(b"1")}}
+    assert plan.action == "patch" and plan.patch == {"data": {"extra": None, "pw": b64(b"1")}}
     retyped = {**json.loads(json.dumps(d)), "type": "kubernetes.io/tls"}
     assert rx.plan_secret(retyped, d, spec, "app").action == "recreate"
     unlabelled = json.loads(json.dumps(d))
     del unlabelled["metadata"]["labels"][api.LABEL_MANAGED_BY]
     plan = rx.plan_secret(unlabelled, d, spec, "app")
-    assert plan.action == "patch" and plan.body == {
+    assert plan.action == "patch" and plan.patch == {
         "metadata": {"labels": {api.LABEL_MANAGED_BY: api.MANAGED_BY_VALUE}}
     }
 
@@ -294,9 +297,9 @@ def test_plan_merge_touches_only_our_keys() -> None:
     }
     plan = rx.plan_secret(theirs, d, spec, "app")
     assert plan.action == "patch"
-    assert plan.body is not None and plan.body["data"] == {"pw": b64(b"1")}
-    assert plan.body["metadata"]["annotations"][rx.ANN_MANAGED_KEYS] == "pw"
-    assert "type" not in plan.body
+    assert plan.patch is not None and plan.patch["data"] == {"pw": b64(b"1")}
+    assert plan.patch["metadata"]["annotations"][rx.ANN_MANAGED_KEYS] == "pw"
+    assert "type" not in plan.patch
     merged = {
         "metadata": {
             "name": "app",
@@ -307,7 +310,12 @@ def test_plan_merge_touches_only_our_keys() -> None:
         "data": {"tls.crt": b64(b"c"), "pw": b64(b"1"), "old": b64(b"o")},
     }
     plan = rx.plan_secret(merged, d, spec, "app")
-    assert plan.body is not None and plan.body["data"] == {"old": None}
+    assert plan.patch is not None and plan.patch["data"] == {"old": None}
+    # Merge never recreates someone else's Secret: an immutable one is refused, untouched
+    frozen = {**merged, "immutable": True}
+    plan = rx.plan_secret(frozen, d, spec, "app")
+    assert (plan.action, plan.changed) == ("blocked", ("immutable",))
+    assert "immutable" in plan.message and plan.body is None
 
 
 def test_plan_none_policy_and_immutable() -> None:
@@ -317,6 +325,11 @@ def test_plan_none_policy_and_immutable() -> None:
     old = json.loads(json.dumps(d))
     old["data"] = {"pw": b64(b"1")}
     assert rx.plan_secret(old, d, spec, "app").action == "recreate"
+    # immutability set after the Secret exists: the same data becomes immutable in place
+    mutable = json.loads(json.dumps(d))
+    del mutable["immutable"]
+    plan = rx.plan_secret(mutable, d, spec, "app")
+    assert plan.action == "patch" and plan.patch == {"immutable": True}
 
 
 def synced(spec_d: dict[str, Any], data: dict[str, bytes]) -> tuple[Any, dict[str, Any], Any]:
@@ -404,23 +417,23 @@ def test_rewrite_accepts_go_replacement_syntax(source: str, target: str, name: s
                                                want: str) -> None:
     spec = parse_spec(es({"dataFrom": [{"extract": {"key": "m"}, "rewrite": [
         {"regexp": {"source": source, "target": target}}]}]}))
-    out = rx.assemble(spec, {rx.Fetch("get_map", "m"): {name: b"v"}})
+    out = xd.assemble(spec, {xd.Fetch("get_map", "m"): {name: b"v"}})
     assert out.data == {want: b"v"}
 
 
 def test_go_replacement_escapes() -> None:
-    assert rx.go_replacement("$$1") == "$1"
-    assert rx.go_replacement("a\\b") == "a\\\\b"
+    assert xd.go_replacement("$$1") == "$1"
+    assert xd.go_replacement("a\\b") == "a\\\\b"
 
 
 def test_properties_are_selected_from_one_fetch() -> None:
     spec = parse_spec(es({"data": [
         {"secretKey": "u", "remoteRef": {"key": "db", "property": "user"}},
         {"secretKey": "p", "remoteRef": {"key": "db", "property": "nested.pw"}}]}))
-    out = rx.assemble(spec, {rx.Fetch("get", "db"): b'{"user":"a","nested":{"pw":"b"}}'})
+    out = xd.assemble(spec, {xd.Fetch("get", "db"): b'{"user":"a","nested":{"pw":"b"}}'})
     assert out.data == {"u": b"a", "p": b"b"}
     spec = parse_spec(es({"data": [{"secretKey": "u", "remoteRef": {"key": "db",
                                                                      "property": "nope"}}]}))
     with pytest.raises(SecretNotFound) as info:
-        rx.assemble(spec, {rx.Fetch("get", "db"): b'{"user":"s3cr3t"}'})
+        xd.assemble(spec, {xd.Fetch("get", "db"): b'{"user":"s3cr3t"}'})
     assert "nope" in str(info.value) and "s3cr3t" not in str(info.value)

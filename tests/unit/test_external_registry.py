@@ -27,7 +27,9 @@ def test_builtin_backends_are_registered() -> None:
 def test_missing_extra_names_the_pip_command(fresh_registry: None,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "hvac", None)  # "not installed": import raises
-    monkeypatch.delitem(sys.modules, "secretsync.backends.vault", raising=False)
+    pkg = "secretsync.backends.vault"
+    for name in [m for m in sys.modules if m == pkg or m.startswith(pkg + ".")]:
+        monkeypatch.delitem(sys.modules, name)  # the package and its submodules
     with pytest.raises(BackendNotInstalled) as info:
         registry.factory_for("vault")
     assert "pip install 'secretsync[vault]'" in str(info.value)

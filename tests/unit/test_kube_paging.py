@@ -10,7 +10,7 @@ import pytest
 
 from secretsync.errors import KubeError
 from secretsync.kube import Kube
-from secretsync.kubeconfig import Settings
+from secretsync.kube.config import Settings
 
 
 class Paged(Kube):

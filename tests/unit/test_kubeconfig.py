@@ -1,4 +1,4 @@
-"""``secretsync.kubeconfig`` + ``Kube.from_config``: the kubeconfig and in-cluster set-ups we
+"""``secretsync.kube.config`` + ``Kube.from_config``: the kubeconfig and in-cluster set-ups we
 read ourselves (without importing ``kubernetes``), the ones left to ``kubernetes.config``,
 and the one-line errors. Requests go to a small local HTTPS server (a real TLS handshake that
 verifies our client certificate) which echoes what it saw: the bearer token, the client
@@ -32,9 +32,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from secretsync import kubeconfig as kc
 from secretsync.errors import KubeError
 from secretsync.kube import Kube
+from secretsync.kube import config as kc
 
 # --- a small PKI and an API-server stand-in -----------------------------------------------
 
@@ -199,7 +199,7 @@ def test_data_fields_go_to_private_files_and_authenticate(
         pki: Pki, server: str, tmp_path: Path) -> None:
     kube = Kube.from_config(str(data_config(tmp_path / "config", pki, server)))
     try:
-        s = kube._settings
+        s = kube._transport.settings
         assert s is not None and s.server == server and not s.insecure and s.token is None
         for got, want in ((s.ca_file, pki.ca), (s.cert_file, pki.client_cert),
                           (s.key_file, pki.client_key)):
@@ -210,7 +210,7 @@ def test_data_fields_go_to_private_files_and_authenticate(
         assert got_seen["client-cn"] == "alice"
         assert got_seen["authorization"] == ""
         assert got_seen["user-agent"].startswith("secretsync/")
-        assert kube._api_client is None  # the kubernetes client was never built
+        assert kube._transport._api_client is None  # the kubernetes client was never built
     finally:
         kube.close()
 
@@ -328,7 +328,7 @@ def test_api_client_is_built_lazily_with_the_same_credentials(
     from kubernetes import client
 
     kube = Kube.from_config(str(data_config(tmp_path / "config", pki, server)))
-    assert kube._api_client is None
+    assert kube._transport._api_client is None
     ns = client.CoreV1Api(kube.api_client).read_namespace("via-client")
     assert ns.metadata.annotations["client-cn"] == "alice"
     assert kube.api_client is kube.api_client
@@ -375,7 +375,7 @@ def test_requests_after_the_api_server_restarted(pki: Pki, tmp_path: Path) -> No
     try:
         with ThreadPoolExecutor(4) as pool:  # several connections kept alive at once
             list(pool.map(lambda i: seen(kube, f"ns{i}"), range(16)))
-        assert kube._transport is not None and len(kube._transport._idle) > 1
+        assert kube._transport.pool is not None and len(kube._transport.pool._idle) > 1
         first.drop()
         second = _tls_server(pki, port)
         try:
@@ -491,7 +491,8 @@ def test_fallback_tls_server_name_still_works(pki: Pki, server: str, tmp_path: P
     doc["clusters"][0]["cluster"]["tls-server-name"] = "kubernetes"  # in the server's SANs
     path.write_text(yaml.safe_dump(doc))
     kube = Kube.from_config(str(path))
-    assert kube._settings is None and kube._transport is None  # the client's own path
+    # the client's own path
+    assert kube._transport.settings is None and kube._transport.pool is None
     got = seen(kube)
     assert got["client-cn"] == "alice" and got["path"] == "/api/v1/namespaces/ns1"
     conn = kube.connection()
@@ -508,7 +509,7 @@ def test_fallback_exec_plugin_still_works(pki: Pki, server: str, tmp_path: Path)
                                        "command": sys.executable,
                                        "args": ["-c", f"print({json.dumps(cred)!r})"]}})
     kube = Kube.from_config(str(path))
-    assert kube._settings is None and kube._transport is not None  # our connections
+    assert kube._transport.settings is None and kube._transport.pool is not None  # our connections
     assert seen(kube)["authorization"] == "Bearer from-exec"
     assert kube.connection().token == "from-exec"
     kube.close()

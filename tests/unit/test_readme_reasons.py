@@ -11,11 +11,11 @@ ROOT = Path(__file__).resolve().parents[2]
 # Reasons of errors that stop the controller at start (one log line, exit 1) or that only the
 # CLI raises: they are never written into an object's condition.
 NOT_ON_OBJECTS = {"Error", "InvalidFlag", "HttpPortUnavailable", "InvalidHashKey", "InvalidKey"}
-_SOURCES = ["errors.py", "reconcile", "controller", "backends", "kube.py"]
+_SOURCES = ["errors.py", "reconcile", "controller", "backends", "kube"]
 _PATTERNS = [
     re.compile(r'reason\s*=\s*"([A-Za-z]+)"'),
     re.compile(r'REASON_[A-Z_]+\s*=\s*"([A-Za-z]+)"'),
-    re.compile(r'"(Target(?:Missing|NotOwned))"'),
+    re.compile(r'"(Target(?:Missing|NotOwned|Immutable))"'),
     re.compile(r'_succeed\([^)]*?"([A-Z][A-Za-z]+)"', re.S),
     re.compile(r'^\s+"(Deleted)",$', re.M),
 ]

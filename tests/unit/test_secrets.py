@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import base64
-import datetime as dt
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from secretsync import api
+from secretsync.reconcile.sealed import status_update
 from secretsync.reconcile.secrets import (
     build_secret,
     ownership,
     plan_secret,
-    status_patch,
-    synced_condition,
 )
+from secretsync.reconcile.status import status_patch
 
 OWNER = {
     "apiVersion": "secretsync.io/v1alpha1",
@@ -110,25 +109,39 @@ def test_plan_never_puts_values_in_changed() -> None:
 
 
 def test_status_patch_no_churn_and_transition_time() -> None:
-    t0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-    cond = synced_condition(True, "Unsealed", "ok")
-    first = status_patch(None, generation=1, condition=cond, now=t0)
+    def obj(generation: int, status: dict[str, object] | None) -> dict[str, object]:
+        return {**OWNER, "metadata": {**OWNER["metadata"], "generation": generation},
+                "status": status}
+
+    def applied(status: dict[str, object] | None, patch: dict[str, object]) -> dict[str, object]:
+        return {**(status or {}), **patch}
+
+    t0, later = "2026-01-01T00:00:00Z", "2026-01-01T01:00:00Z"
+    first = status_update(obj(1, None), True, "Unsealed", "ok", now=t0)
     assert first is not None
     assert first["observedGeneration"] == 1
     c = first["conditions"][0]
     assert (c["type"], c["status"], c["reason"]) == ("Synced", "True", "Unsealed")
-    assert c["lastTransitionTime"] == "2026-01-01T00:00:00Z"
-    later = t0 + dt.timedelta(hours=1)
-    assert status_patch(first, generation=1, condition=cond, now=later) is None
+    assert c["lastTransitionTime"] == t0 and c["observedGeneration"] == 1
+    assert status_update(obj(1, first), True, "Unsealed", "ok", now=later) is None
     # new generation, same condition: write, keep the transition time
-    second = status_patch(first, generation=2, condition=cond, now=later)
+    second = status_update(obj(2, first), True, "Unsealed", "ok", now=later)
     assert second is not None
-    assert second["conditions"][0]["lastTransitionTime"] == "2026-01-01T00:00:00Z"
-    # flip to False: new transition time
-    bad = status_patch(second, generation=2, condition=synced_condition(False, "X", "m"),
-                       now=later)
-    assert bad is not None
-    assert bad["conditions"][0]["lastTransitionTime"] == "2026-01-01T01:00:00Z"
+    assert second["conditions"][0]["lastTransitionTime"] == t0
+    # flip to False: new transition time; a second line of the message never reaches status
+    status = applied(first, second)
+    bad = status_update(obj(2, status), False, "X", "m\nmore", now=later)
+    assert bad is not None and list(bad) == ["conditions"]
+    assert bad["conditions"][0]["lastTransitionTime"] == later
+    assert bad["conditions"][0]["message"] == "m"
+
+
+def test_status_patch_keeps_other_conditions_and_unknown_keys() -> None:
+    prev = {"conditions": [{"type": "Other", "status": "True"}], "peerField": 1}
+    patch = status_update({**OWNER, "status": prev}, True, "Unsealed", "ok", now="T")
+    assert patch is not None and "peerField" not in patch
+    assert [c["type"] for c in patch["conditions"]] == ["Other", "Synced"]
+    assert status_patch(prev, {"conditions": prev["conditions"]}) is None
 
 
 # --- property: applying the planned patch converges (and then nothing is planned) -----------

@@ -31,7 +31,6 @@ from secretsync.errors import InvalidInput, SecretSyncError
 from secretsync.kube import Kube
 from secretsync.reconcile import external as rx
 from secretsync.reconcile import external_schedule as sched
-from secretsync.reconcile.external_spec import parse_spec
 
 log = logging.getLogger("secretsync.external")
 
@@ -94,14 +93,14 @@ class ExternalEngine:
             entry.last_force = (meta.get("annotations") or {}).get(api.ANN_FORCE_SYNC)
             try:
                 why = sched.refresh_reason(
-                    parse_spec(obj), obj, secret_exists=None, last_force=entry.last_force, due=False
+                    entry.spec(), obj, secret_exists=None, last_force=entry.last_force, due=False
                 )
             except InvalidInput:
                 why = "new"  # the sync reports the bad spec in status
             if why is None:
                 # In sync before a restart: verify the Secret locally now, refresh from the
                 # backend at the object's slot (that spread is the restart jitter).
-                self.timetable.schedule(key, entry, next_due(obj))
+                self.timetable.schedule(key, entry, next_due(obj, entry.spec()))
                 why = "startup check"
             self._enqueue(key, entry, why)
             return
@@ -139,7 +138,7 @@ class ExternalEngine:
         if entry is None:
             return False
         try:
-            spec = parse_spec(entry.body)
+            spec = entry.spec()
         except InvalidInput:
             return False
         if spec.target_name != skey[1]:

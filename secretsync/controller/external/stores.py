@@ -36,7 +36,8 @@ from secretsync.errors import (
 )
 from secretsync.kube import Kube
 from secretsync.reconcile.external_schedule import backoff
-from secretsync.reconcile.external_status import build_status, condition_changed, status_patch
+from secretsync.reconcile.external_status import build_status, ready_changed
+from secretsync.reconcile.status import status_patch
 
 log = logging.getLogger("secretsync.stores")
 
@@ -260,7 +261,7 @@ class Stores:
             )
             m.API_WRITES.labels(kind, "patch-status").inc()
             self._status[sid] = {**prev, **new}
-            if condition_changed(prev, new):
+            if ready_changed(prev, new):
                 if await kube_call(self.kube.post_event, store, reason=reason,
                                    message=message, warning=not ready):
                     m.API_WRITES.labels("Event", "create").inc()

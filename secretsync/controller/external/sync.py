@@ -33,14 +33,12 @@ from secretsync.errors import (
 )
 from secretsync.kube import Kube
 from secretsync.reconcile import external as rx
+from secretsync.reconcile import external_data as xd
 from secretsync.reconcile import external_schedule as sched
-from secretsync.reconcile.external_spec import ExternalSpec, parse_spec
-from secretsync.reconcile.external_status import (
-    build_status,
-    condition_changed,
-    ready_condition,
-    status_patch,
-)
+from secretsync.reconcile.external_spec import ExternalSpec
+from secretsync.reconcile.external_status import READY, build_status, ready_changed
+from secretsync.reconcile.secrets import SecretPlan
+from secretsync.reconcile.status import find_condition, status_patch
 from secretsync.reconcile.template_limits import TemplateLimitExceeded
 
 log = logging.getLogger("secretsync.external")
@@ -72,7 +70,7 @@ class Syncer:
         fresh, entry.fresh = entry.fresh, False
         force = ((es.get("metadata") or {}).get("annotations") or {}).get(api.ANN_FORCE_SYNC)
         try:
-            spec = parse_spec(es)
+            spec = entry.spec()
         except InvalidInput as exc:
             await self._fail(key, entry, exc, retry=False)
             return
@@ -117,12 +115,12 @@ class Syncer:
             results = await self._fetch(
                 ckey, provider, backend, spec, fresh=fresh or reason == "force-sync"
             )
-            assembled = rx.assemble(spec, results)
+            assembled = xd.assemble(spec, results)
             if spec.template is not None and spec.template.data:
                 # a bounded but possibly long render (its deadline): off the event loop
-                data = await asyncio.to_thread(rx.render, spec, assembled.data)
+                data = await asyncio.to_thread(xd.render, spec, assembled.data)
             else:
-                data = rx.render(spec, assembled.data)
+                data = xd.render(spec, assembled.data)
         except SecretSyncError as exc:
             await self._fail(key, entry, exc, retry=not isinstance(exc, _NO_RETRY))
             return
@@ -145,7 +143,8 @@ class Syncer:
             new_hash = desired["metadata"]["annotations"][api.ANN_DATA_HASH]
             plan = rx.plan_secret(existing, desired, spec, name)
             if plan.action == "blocked":
-                reason_word = "TargetMissing" if existing is None else "TargetNotOwned"
+                reason_word = ("TargetMissing" if existing is None else "TargetImmutable"
+                               if plan.changed == ("immutable",) else "TargetNotOwned")
                 await self._fail(
                     key,
                     entry,
@@ -182,13 +181,13 @@ class Syncer:
 
     async def _fetch(
         self, ckey: ClientKey, provider: str, backend: Backend, spec: ExternalSpec, *, fresh: bool
-    ) -> dict[rx.Fetch, rx.FetchResult]:
-        plan = rx.fetch_plan(spec)
+    ) -> dict[xd.Fetch, xd.FetchResult]:
+        plan = xd.fetch_plan(spec)
         max_age = (
             0.0 if fresh else (spec.refresh_interval / 2 if spec.refresh_interval > 0 else None)
         )
 
-        async def one(f: rx.Fetch) -> rx.FetchResult:
+        async def one(f: xd.Fetch) -> xd.FetchResult:
             ran = False
 
             async def call() -> Any:
@@ -221,7 +220,7 @@ class Syncer:
         return await kube_call(self.kube.get_secret, ns, name)
 
     async def _apply(
-        self, ns: str, name: str, plan: rx.SecretPlan, desired: dict[str, Any]
+        self, ns: str, name: str, plan: SecretPlan, desired: dict[str, Any]
     ) -> None:
         if plan.action == "none":
             return
@@ -236,8 +235,8 @@ class Syncer:
             obj = await kube_call(self.kube.create_secret, ns, desired)
             m.API_WRITES.labels("Secret", "create").inc()
         else:
-            assert plan.body is not None
-            obj = await kube_call(self.kube.patch_secret, ns, name, plan.body)
+            assert plan.patch is not None
+            obj = await kube_call(self.kube.patch_secret, ns, name, plan.patch)
             m.API_WRITES.labels("Secret", "patch").inc()
         self.secrets[(ns, name)] = obj
 
@@ -370,7 +369,7 @@ class Syncer:
                 patch,
             )
             m.API_WRITES.labels(api.KIND_EXTERNAL, "patch-status").inc()
-            entry.body = {**es, "status": obj.get("status") or new}
+            entry.set_status(obj.get("status") or new)
         except KubeError as exc:
             log.warning(
                 "ExternalSecret %s/%s: status not written: %s",
@@ -380,7 +379,7 @@ class Syncer:
             )
             return
         # Failures and recoveries get an Event; a first success already got "Created".
-        if condition_changed(prev, new) and (not ready or ready_condition(prev) is not None):
+        if ready_changed(prev, new) and (not ready or find_condition(prev, READY) is not None):
             await self._event(es, reason, message, warning=not ready)
 
     async def _event(

@@ -15,12 +15,12 @@ import asyncio
 import heapq
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from secretsync import api
 from secretsync.errors import InvalidInput
-from secretsync.reconcile import external as rx
+from secretsync.reconcile import external_data as xd
 from secretsync.reconcile import external_schedule as sched
 from secretsync.reconcile.external_spec import ExternalSpec, parse_spec
 
@@ -41,6 +41,30 @@ class Entry:
     rerun: str | None = None
     fresh: bool = False  # bypass the single-flight cache (force-sync)
     reason: str = ""
+    _parsed: ExternalSpec | InvalidInput | None = field(default=None, repr=False)
+    _parsed_from: dict[str, Any] | None = field(default=None, repr=False)
+
+    def spec(self) -> ExternalSpec:
+        """The typed spec of ``body``, parsed once per body the watch delivers (every
+        handler, the sync and the scheduler share it); raises ``InvalidInput``."""
+        if self._parsed_from is not self.body:
+            try:
+                self._parsed = parse_spec(self.body)
+            except InvalidInput as exc:
+                self._parsed = exc
+            self._parsed_from = self.body
+        if isinstance(self._parsed, InvalidInput):
+            raise self._parsed.with_traceback(None)
+        assert self._parsed is not None
+        return self._parsed
+
+    def set_status(self, status: dict[str, Any]) -> None:
+        """Our status write landed: ``body`` carries it (the spec, and its parse, stay; a
+        newer spec the watch delivered meanwhile is kept, not overwritten)."""
+        parsed = self._parsed_from is self.body
+        self.body = {**self.body, "status": status}
+        if parsed:
+            self._parsed_from = self.body
 
 
 def view(entry: Entry) -> dict[str, Any]:
@@ -63,7 +87,7 @@ def next_due(obj: Mapping[str, Any], spec: ExternalSpec | None = None, store_key
     ns = (obj.get("metadata") or {}).get("namespace") or ""
     store_ns = ns if spec.store_kind == api.KIND_STORE else ""
     store = store_key or f"{spec.store_kind}/{store_ns}/{spec.store_name}"
-    keys = [f.describe() for f in rx.fetch_plan(spec)]
+    keys = [f.describe() for f in xd.fetch_plan(spec)]
     offset = sched.phase(store, keys, spec.refresh_interval)
     gap = spec.refresh_interval / 2 if just_synced else 0.0
     return sched.next_slot(time.time(), spec.refresh_interval, offset, min_gap=gap)

@@ -24,7 +24,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
-from secretsync import api
+from secretsync import api, clock
 from secretsync.controller import metrics
 from secretsync.controller.runtime import Runtime
 from secretsync.controller.sealed import writes
@@ -33,12 +33,7 @@ from secretsync.controller.sealed.lane import EventSpec, Lane
 from secretsync.controller.sealed.writes import Ref, ref_of, what
 from secretsync.errors import KubeError, KubeInvalid, SecretSyncError
 from secretsync.reconcile import sealed as rs
-from secretsync.reconcile.secrets import (
-    controller_ref,
-    plan_secret,
-    status_patch,
-    synced_condition,
-)
+from secretsync.reconcile.secrets import controller_ref, plan_secret
 
 log = logging.getLogger("secretsync.sealed")
 
@@ -212,9 +207,7 @@ class SealedEngine:
     def _status(obj: Mapping[str, Any], ok: bool, reason: str,
                 message: str) -> dict[str, Any] | None:
         """The status to write, or None when it already says this."""
-        meta = obj.get("metadata") or {}
-        return status_patch(obj.get("status"), generation=meta.get("generation"),
-                            condition=synced_condition(ok, reason, message))
+        return rs.status_update(obj, ok, reason, message, now=clock.rfc3339())
 
     @property
     def lane(self) -> Lane:

@@ -1,25 +1,18 @@
-"""Azure Key Vault backend (``spec.provider.azurekv``), on the SDK's native async client.
+"""The Azure Key Vault backend itself, on the SDK's native async client.
 
-Why this module exists: it turns an ``external-secrets.io/v1``-shaped ``azurekv`` provider
-block into one ``azure.keyvault.secrets.aio.SecretClient`` and one ``azure.identity.aio``
-credential per store (reused; both closed on cleanup) and translates every Azure error into
-the contract's ``SecretNotFound`` / ``BackendAuthError`` / ``BackendUnavailable`` with a
-message naming the secret and the HTTP status / error code, never the value or the body.
+Why this module exists: it is the SDK boundary. It turns an ``external-secrets.io/v1``-shaped
+``azurekv`` provider block into one ``azure.keyvault.secrets.aio.SecretClient`` and one
+``azure.identity.aio`` credential per store (reused; both closed on cleanup) and translates
+every Azure error into the contract's ``SecretNotFound`` / ``BackendAuthError`` /
+``BackendUnavailable`` with a message naming the secret and the HTTP status / error code,
+never the value or the body.
 
 Store fields::
 
     azurekv:
       vaultUrl: https://my-vault.vault.azure.net      # required
-      tenantId: 72f988bf-...                          # ServicePrincipal (and WorkloadIdentity
-                                                      #   unless AZURE_TENANT_ID is set)
-      authType: ServicePrincipal | ManagedIdentity | WorkloadIdentity   # default ServicePrincipal
-      authSecretRef:                                  # ServicePrincipal
-        clientId: {name, key, namespace}
-        clientSecret: {name, key, namespace}          # or
-        clientCertificate: {name, key, namespace}     #   a PEM holding certificate + key
-      identityId: <client id>                         # ManagedIdentity: a user-assigned identity
-      environmentType: PublicCloud | USGovernmentCloud | ChinaCloud | GermanCloud | AzureStackCloud
-      customCloudConfig: {activeDirectoryEndpoint}    # AzureStackCloud: the Entra ID authority
+      tenantId, authType, authSecretRef, identityId,  # the credential: see ``credentials``
+      environmentType, customCloudConfig              #   (auth methods, Entra ID authority)
       caBundle: <base64 PEM>                          # our addition: private CA for the vault
                                                       #   and the authority (sandbox, proxies)
 
@@ -57,14 +50,12 @@ from azure.keyvault.secrets.aio import SecretClient
 from secretsync.backends._common import (
     cap_loggers,
     compile_regexp,
-    opt_map,
     opt_str,
     req_str,
-    resolve_ref,
-    resolve_ref_str,
     store_label,
     tags_match,
 )
+from secretsync.backends.azure import credentials
 from secretsync.backends.base import Backend, FindQuery, RemoteRef, StoreContext, json_map
 from secretsync.backends.base import select_property as _select_property
 from secretsync.backends.metrics import track
@@ -81,12 +72,7 @@ API_VERSION = "7.6"
 # azure-core logs request/response details at INFO/DEBUG, and azure-identity logs Entra ID
 # error bodies at WARNING; our translated errors carry what an operator needs instead.
 cap_loggers({"azure": logging.WARNING, "azure.identity": logging.ERROR})
-AUTHORITIES = {
-    "PublicCloud": "login.microsoftonline.com",
-    "USGovernmentCloud": "login.microsoftonline.us",
-    "ChinaCloud": "login.chinacloudapi.cn",
-    "GermanCloud": "login.microsoftonline.de",
-}
+
 VAULT_SUFFIXES = (
     ".vault.azure.net",
     ".vault.usgovcloudapi.net",
@@ -202,99 +188,6 @@ def challenge_check(vault_url: str) -> bool:
     return host.endswith(VAULT_SUFFIXES)
 
 
-def authority_for(ctx: StoreContext) -> str | None:
-    """The Entra ID authority host for ``environmentType``; ``None`` = SDK default."""
-    p = ctx.provider
-    env = opt_str(ctx, p, "environmentType", "spec.provider.azurekv.environmentType")
-    if env is None or env == "PublicCloud":
-        return None
-    if env in AUTHORITIES:
-        return AUTHORITIES[env]
-    if env == "AzureStackCloud":
-        custom = opt_map(ctx, p, "customCloudConfig", "spec.provider.azurekv.customCloudConfig")
-        return req_str(
-            ctx,
-            custom,
-            "activeDirectoryEndpoint",
-            "spec.provider.azurekv.customCloudConfig.activeDirectoryEndpoint",
-        )
-    raise StoreInvalid(
-        f"{store_label(ctx)}: spec.provider.azurekv.environmentType must be one of "
-        f"{', '.join([*AUTHORITIES, 'AzureStackCloud'])}"
-    )
-
-
-async def _credential(ctx: StoreContext, common: dict[str, Any], authority: str | None) -> Any:
-    from azure.identity.aio import (
-        CertificateCredential,
-        ClientSecretCredential,
-        ManagedIdentityCredential,
-        WorkloadIdentityCredential,
-    )
-
-    p = ctx.provider
-    base = "spec.provider.azurekv"
-    label = store_label(ctx)
-    auth_type = opt_str(ctx, p, "authType", f"{base}.authType") or "ServicePrincipal"
-    tenant = opt_str(ctx, p, "tenantId", f"{base}.tenantId")
-    refs = opt_map(ctx, p, "authSecretRef", f"{base}.authSecretRef")
-    entra = {**common, "authority": authority} if authority else common
-    if auth_type == "ManagedIdentity":
-        identity = opt_str(ctx, p, "identityId", f"{base}.identityId")
-        return ManagedIdentityCredential(client_id=identity, **common)
-    if auth_type == "WorkloadIdentity":
-        if p.get("serviceAccountRef"):
-            raise StoreInvalid(
-                f"{label}: {base}.serviceAccountRef is not supported; the controller uses its "
-                "own workload identity (AZURE_CLIENT_ID / AZURE_FEDERATED_TOKEN_FILE)"
-            )
-        client_id = None
-        if refs.get("clientId"):
-            client_id = await resolve_ref_str(
-                ctx, refs["clientId"], f"{base}.authSecretRef.clientId"
-            )
-        try:
-            return WorkloadIdentityCredential(tenant_id=tenant, client_id=client_id, **entra)
-        except ValueError as exc:
-            raise StoreInvalid(
-                f"{label}: workload identity needs tenantId/clientId (or AZURE_TENANT_ID, "
-                "AZURE_CLIENT_ID, AZURE_FEDERATED_TOKEN_FILE in the controller's environment)"
-            ) from exc
-    if auth_type != "ServicePrincipal":
-        raise StoreInvalid(
-            f"{label}: {base}.authType must be ServicePrincipal, ManagedIdentity or "
-            "WorkloadIdentity"
-        )
-    if not tenant:
-        raise StoreInvalid(f"{label}: {base}.tenantId is required for ServicePrincipal")
-    if not refs.get("clientId"):
-        raise StoreInvalid(f"{label}: {base}.authSecretRef.clientId is required")
-    has_secret, has_cert = bool(refs.get("clientSecret")), bool(refs.get("clientCertificate"))
-    if has_secret == has_cert:
-        raise StoreInvalid(
-            f"{label}: {base}.authSecretRef needs exactly one of clientSecret or clientCertificate"
-        )
-    client_id = await resolve_ref_str(ctx, refs["clientId"], f"{base}.authSecretRef.clientId")
-    try:
-        if has_secret:
-            secret = await resolve_ref_str(
-                ctx, refs["clientSecret"], f"{base}.authSecretRef.clientSecret"
-            )
-            return ClientSecretCredential(tenant, client_id, secret, **entra)
-        pem = await resolve_ref(
-            ctx, refs["clientCertificate"], f"{base}.authSecretRef.clientCertificate"
-        )
-        return CertificateCredential(tenant, client_id, certificate_data=pem, **entra)
-    except ValueError as exc:
-        # the SDK's messages name the problem (bad tenant id, unreadable certificate) but
-        # can quote input, so only the field is named here
-        field = "clientSecret" if has_secret else "clientCertificate"
-        raise StoreInvalid(
-            f"{label}: invalid ServicePrincipal settings (tenantId, clientId or {field} "
-            "is malformed; the certificate must be PEM with its private key)"
-        ) from exc
-
-
 class AzureBackend:
     """A connected store: one vault's secrets."""
 
@@ -398,7 +291,7 @@ async def create(ctx: StoreContext) -> Backend:
     vault_url = req_str(ctx, p, "vaultUrl", f"{base}.vaultUrl")
     if not _VAULT_URL.match(vault_url):
         raise StoreInvalid(f"{label}: {base}.vaultUrl must be https://<host>[:port]")
-    authority = authority_for(ctx)
+    authority = credentials.authority_for(ctx)
     common: dict[str, Any] = dict(_TRANSPORT)
     ca_file: str | None = None
     ca = opt_str(ctx, p, "caBundle", f"{base}.caBundle")
@@ -409,7 +302,7 @@ async def create(ctx: StoreContext) -> Backend:
             f.write(pem)
         common["connection_verify"] = ca_file
     try:
-        credential = await _credential(ctx, common, authority)
+        credential = await credentials.credential(ctx, common, authority)
     except BaseException:
         if ca_file:
             os.unlink(ca_file)

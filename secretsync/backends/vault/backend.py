@@ -1,19 +1,11 @@
-"""HashiCorp Vault / OpenBao backend (KV v1 and v2) over hvac.
+"""The Vault backend itself: one hvac client per store, its token, and the KV operations.
 
-hvac is synchronous, so every call runs in a worker thread (``asyncio.to_thread``). The
-client is built once per store and keeps its Vault token: a token obtained by a login
-(AppRole, Kubernetes) is reused and renewed (``renew-self``) until its TTL runs low, and only
-then does the backend log in again — never a login per refresh. A 401/403 with a token that
-may have been revoked triggers at most one re-login per ``RELOGIN_MIN_INTERVAL``.
-
-Spec (``spec.provider.vault``, external-secrets.io/v1 field names)::
-
-    server: https://vault:8200        path: secret (the KV mount)     version: v2 | v1
-    namespace: team-a                  caBundle: <base64 PEM>
-    auth:
-      tokenSecretRef: {name, key, namespace}
-      appRole: {path: approle, roleId, secretRef: {name, key, namespace}}
-      kubernetes: {mountPath: kubernetes, role, serviceAccountRef: {name, audiences}}
+Why this module exists: it is the SDK boundary. hvac is synchronous, so every call runs in a
+worker thread (``asyncio.to_thread``). The client is built once per store and keeps its Vault
+token: a token obtained by a login (AppRole, Kubernetes) is reused and renewed (``renew-self``)
+until its TTL runs low, and only then does the backend log in again — never a login per
+refresh. A 401/403 with a token that may have been revoked triggers at most one re-login per
+``RELOGIN_MIN_INTERVAL``. Which login happens is decided by the auth-method modules.
 
 Every hvac / requests exception is translated here: 404 -> SecretNotFound, 401/403 ->
 BackendAuthError, connection errors / 5xx / sealed -> BackendUnavailable. Messages name the
@@ -23,16 +15,13 @@ store and the path, never a value or a response body.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import json
 import os
 import re
 import tempfile
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, assert_never
 
 import hvac
 import hvac.exceptions as hvac_exc
@@ -47,6 +36,15 @@ from secretsync.backends.base import (
     select_property,
 )
 from secretsync.backends.metrics import track
+from secretsync.backends.vault import auth_approle, auth_kubernetes, auth_token
+from secretsync.backends.vault.config import (
+    AppRoleAuth,
+    KubernetesAuth,
+    TokenAuth,
+    VaultConfig,
+    parse_config,
+)
+from secretsync.backends.vault.login import Login
 from secretsync.errors import (
     BackendAuthError,
     BackendError,
@@ -56,7 +54,6 @@ from secretsync.errors import (
 )
 
 NAME = "vault"
-DEFAULT_TIMEOUT = 10.0
 # Renew (or log in again) once less than this fraction of the token's TTL is left.
 RENEW_FRACTION = 1 / 3
 RELOGIN_MIN_INTERVAL = 30.0
@@ -64,111 +61,6 @@ RELOGIN_MIN_INTERVAL = 30.0
 MAX_FIND_RESULTS = 1000
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class SecretRef:
-    name: str
-    key: str
-    namespace: str | None = None
-
-
-@dataclass(frozen=True)
-class VaultConfig:
-    """The parsed, validated provider block."""
-
-    server: str
-    mount: str | None
-    kv_version: int
-    namespace: str | None
-    ca_pem: bytes | None
-    auth_kind: str  # token | appRole | kubernetes
-    token_ref: SecretRef | None = None
-    approle_path: str = "approle"
-    role_id: str | None = None
-    role_id_ref: SecretRef | None = None
-    secret_id_ref: SecretRef | None = None
-    k8s_mount: str = "kubernetes"
-    k8s_role: str | None = None
-    sa_name: str | None = None
-    sa_namespace: str | None = None
-    sa_audiences: tuple[str, ...] = field(default_factory=tuple)
-    timeout: float = DEFAULT_TIMEOUT
-
-
-def _ref(block: Any, what: str) -> SecretRef:
-    if not isinstance(block, Mapping) or not block.get("name") or not block.get("key"):
-        raise StoreInvalid(f"{what}: needs name and key")
-    ns = block.get("namespace")
-    return SecretRef(str(block["name"]), str(block["key"]), str(ns) if ns else None)
-
-
-def parse_config(provider: Mapping[str, Any], *, what: str) -> VaultConfig:
-    """Validate ``spec.provider.vault`` (pure). Raises StoreInvalid naming the bad field."""
-    server = provider.get("server")
-    if not isinstance(server, str) or not re.match(r"^https?://", server):
-        raise StoreInvalid(f"{what}: spec.provider.vault.server must be an http(s) URL")
-    version = str(provider.get("version") or "v2")
-    if version not in ("v1", "v2"):
-        raise StoreInvalid(f"{what}: spec.provider.vault.version must be v1 or v2")
-    mount = provider.get("path")
-    mount = str(mount).strip("/") if mount else None
-    ca_pem: bytes | None = None
-    if provider.get("caBundle"):
-        try:
-            ca_pem = base64.b64decode(str(provider["caBundle"]), validate=True)
-        except (binascii.Error, ValueError) as exc:
-            raise StoreInvalid(f"{what}: spec.provider.vault.caBundle is not base64") from exc
-        if b"-----BEGIN CERTIFICATE-----" not in ca_pem:
-            raise StoreInvalid(f"{what}: spec.provider.vault.caBundle holds no PEM certificate")
-    auth = provider.get("auth")
-    if not isinstance(auth, Mapping):
-        raise StoreInvalid(f"{what}: spec.provider.vault.auth is required")
-    kinds = [k for k in ("tokenSecretRef", "appRole", "kubernetes") if auth.get(k)]
-    if len(kinds) != 1:
-        raise StoreInvalid(
-            f"{what}: spec.provider.vault.auth needs exactly one of tokenSecretRef, appRole, "
-            f"kubernetes (got {kinds or 'none'})"
-        )
-    base: dict[str, Any] = {
-        "server": server.rstrip("/"),
-        "mount": mount,
-        "kv_version": 2 if version == "v2" else 1,
-        "namespace": str(provider["namespace"]) if provider.get("namespace") else None,
-        "ca_pem": ca_pem,
-        "auth_kind": kinds[0],
-    }
-    kind = kinds[0]
-    prefix = f"{what}: spec.provider.vault.auth.{kind}"
-    if kind == "tokenSecretRef":
-        return VaultConfig(**base, token_ref=_ref(auth[kind], prefix))
-    if kind == "appRole":
-        ar = auth[kind]
-        if not ar.get("secretRef"):
-            raise StoreInvalid(f"{prefix}.secretRef is required")
-        if not ar.get("roleId") and not ar.get("roleRef"):
-            raise StoreInvalid(f"{prefix} needs roleId or roleRef")
-        return VaultConfig(
-            **base,
-            approle_path=str(ar.get("path") or "approle").strip("/"),
-            role_id=str(ar["roleId"]) if ar.get("roleId") else None,
-            role_id_ref=_ref(ar["roleRef"], f"{prefix}.roleRef") if ar.get("roleRef") else None,
-            secret_id_ref=_ref(ar["secretRef"], f"{prefix}.secretRef"),
-        )
-    k8s = auth[kind]
-    sa = k8s.get("serviceAccountRef")
-    if not k8s.get("role"):
-        raise StoreInvalid(f"{prefix}.role is required")
-    if not isinstance(sa, Mapping) or not sa.get("name"):
-        raise StoreInvalid(f"{prefix}.serviceAccountRef.name is required")
-    return VaultConfig(
-        **base,
-        k8s_mount=str(k8s.get("mountPath") or "kubernetes").strip("/"),
-        k8s_role=str(k8s["role"]),
-        sa_name=str(sa["name"]),
-        sa_namespace=str(sa["namespace"]) if sa.get("namespace") else None,
-        sa_audiences=tuple(str(a) for a in (sa.get("audiences") or [])),
-    )
 
 
 def _translate(exc: Exception, what: str, op: str = "") -> BackendError:
@@ -232,63 +124,27 @@ class VaultBackend:
 
     # --- token lifecycle -------------------------------------------------------------------
     async def _login(self) -> None:
-        cfg = self._cfg
-        ns = self._ctx.namespace
         self._last_login = time.monotonic()
-        if cfg.auth_kind == "tokenSecretRef":
-            assert cfg.token_ref is not None
-            ref = cfg.token_ref
-            raw = await self._ctx.resolve_secret(ref.namespace or ns, ref.name, ref.key)
-            token = raw.decode().strip()
-            self._set_token(token, ttl=0.0, renewable=False)
-            return
-        if cfg.auth_kind == "appRole":
-            assert cfg.secret_id_ref is not None
-            sref = cfg.secret_id_ref
-            secret_id = await self._ctx.resolve_secret(sref.namespace or ns, sref.name, sref.key)
-            role_id = cfg.role_id
-            if role_id is None:
-                assert cfg.role_id_ref is not None
-                rref = cfg.role_id_ref
-                role_id = (
-                    (await self._ctx.resolve_secret(rref.namespace or ns, rref.name, rref.key))
-                    .decode()
-                    .strip()
-                )
-            sid = secret_id.decode().strip()
-            resp = await self._run(
-                "login",
-                f"{self._what}: AppRole login",
-                lambda c: c.auth.approle.login(
-                    role_id=role_id, secret_id=sid, mount_point=cfg.approle_path, use_token=False
-                ),
-                authenticated=False,
-            )
-        else:
-            if self._ctx.request_token is None:
-                raise StoreInvalid(f"{self._what}: Kubernetes auth needs service-account tokens")
-            assert cfg.sa_name is not None and cfg.k8s_role is not None
-            jwt = await self._ctx.request_token(
-                cfg.sa_namespace or ns, cfg.sa_name, list(cfg.sa_audiences)
-            )
-            role = cfg.k8s_role
-            resp = await self._run(
-                "login",
-                f"{self._what}: Kubernetes login as role {role!r}",
-                lambda c: c.auth.kubernetes.login(
-                    role=role, jwt=jwt, mount_point=cfg.k8s_mount, use_token=False
-                ),
-                authenticated=False,
-            )
-        auth = resp.get("auth") if isinstance(resp, Mapping) else None
-        if not isinstance(auth, Mapping) or not auth.get("client_token"):
-            raise BackendAuthError(f"{self._what}: Vault login returned no token")
-        self._set_token(
-            str(auth["client_token"]),
-            ttl=float(auth.get("lease_duration") or 0),
-            renewable=bool(auth.get("renewable")),
-        )
-        self.logins += 1
+        login = await self._authenticate()
+        self._set_token(login.token, ttl=login.ttl, renewable=login.renewable)
+        if login.issued:
+            self.logins += 1
+
+    async def _authenticate(self) -> Login:
+        """Dispatch on the auth method (the tagged union parsed once by ``config``)."""
+        auth, ctx, what, call = self._cfg.auth, self._ctx, self._what, self._login_call
+        match auth:
+            case TokenAuth():
+                return await auth_token.login(auth, ctx, what, call)
+            case AppRoleAuth():
+                return await auth_approle.login(auth, ctx, what, call)
+            case KubernetesAuth():
+                return await auth_kubernetes.login(auth, ctx, what, call)
+            case _:
+                assert_never(auth)
+
+    async def _login_call(self, what: str, fn: Callable[[hvac.Client], Any]) -> Any:
+        return await self._run("login", what, fn, authenticated=False)
 
     def _set_token(self, token: str, *, ttl: float, renewable: bool) -> None:
         self._token = token

@@ -18,7 +18,7 @@ controller read those set-ups here, with PyYAML and ``ssl`` only:
 
 Anything else (exec credential plugins, auth-provider, proxy-url, tls-server-name,
 username/password, impersonation, a server URL without scheme...) is a :class:`Fallback`:
-``secretsync.kube`` then loads the file through ``kubernetes.config`` as before. Errors are
+``secretsync.kube.fallback`` then loads the file through ``kubernetes.config``. Errors are
 one-line ``KubeError``s naming the file and the problem; they never quote the file's
 content (it holds credentials).
 """
