@@ -96,12 +96,22 @@ def namespace_allowed(
     for c in conds:
         if namespace in (c.get("namespaces") or []):
             return True
-        if any(re.fullmatch(rx, namespace) for rx in c.get("namespaceRegexes") or []):
+        if any(_search(rx, namespace) for rx in c.get("namespaceRegexes") or []):
             return True
         sel = c.get("namespaceSelector")
         if sel and labels is not None and selector_matches(sel, labels):
             return True
     return False
+
+
+def _search(pattern: object, namespace: str) -> bool:
+    """ESO matches ``namespaceRegexes`` unanchored (Go's ``regexp.MatchString``): ``^prod-``
+    allows ``prod-eu``; anchor both ends for a whole-name match. A pattern that does not
+    compile allows nothing (fail closed)."""
+    try:
+        return re.search(str(pattern), namespace) is not None
+    except re.error:
+        return False
 
 
 def selector_matches(selector: Mapping[str, Any], labels: Mapping[str, str]) -> bool:

@@ -127,6 +127,11 @@ def test_namespace_conditions() -> None:
     ]
     assert s.namespace_allowed(conds, "team-a", {})
     assert s.namespace_allowed(conds, "prod-eu", {})
+    # unanchored, as ESO's regexp.MatchString: a prefix pattern allows, an unmatched one not
+    assert s.namespace_allowed([{"namespaceRegexes": ["^payments-"]}], "payments-dev", {})
+    assert s.namespace_allowed([{"namespaceRegexes": ["dev"]}], "payments-dev", {})
+    assert not s.namespace_allowed([{"namespaceRegexes": ["^dev"]}], "payments-dev", {})
+    assert not s.namespace_allowed([{"namespaceRegexes": ["(unclosed"]}], "payments-dev", {})
     assert not s.namespace_allowed(conds, "team-b", {})
     assert s.namespace_allowed(conds, "team-b", {"tier": "gold"})
     assert not s.namespace_allowed(conds, "team-b", {"tier": "gold", "env": "dev"})
