@@ -4,7 +4,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: venv lint test unit test-lowest dev dev-down demo bench clean
+.PHONY: venv lint test unit test-lowest dev dev-down demo bench clean chart-crds \
+	image image-check image-lock
 
 venv: $(VENV)/.installed
 
@@ -47,11 +48,29 @@ dev: venv
 dev-down:
 	@if test -x $(BIN)/python; then $(BIN)/python -m sandbox down; else echo "no venv, nothing to stop"; fi
 
+# The controller's OCI image, from Debian packages and the locked wheels, no registry pull
+# (sandbox/image.py; cached under ~/.cache/secretsync/image/). image-check rebuilds it from
+# nothing and compares the digest; image-lock re-resolves deploy/requirements-image.txt.
+image: venv
+	$(BIN)/python -m sandbox.image build
+
+image-check: venv
+	$(BIN)/python -m sandbox.image check
+
+image-lock: venv
+	$(BIN)/python -m sandbox.image lock
+
 demo: venv
 	$(BIN)/python -m sandbox.demo
 
 bench: venv
 	for f in bench/*.py; do $(BIN)/python $$f || exit 1; done
+
+# The Helm chart ships the CRDs in its crds/ (Helm installs them, never deletes them); copy
+# them after editing crds/ (tests/integration/test_helm_chart.py fails while they differ).
+chart-crds:
+	rm -f deploy/chart/secretsync/crds/*.yaml
+	cp crds/*.yaml deploy/chart/secretsync/crds/
 
 clean: dev-down
 	rm -rf $(VENV) .dev build *.egg-info

@@ -10,6 +10,7 @@ A file lock lets `make dev` and a pytest session ask for the same binary concurr
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -17,6 +18,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,6 +28,9 @@ from sandbox import paths
 ETCD_VERSION = "v3.6.16"
 KUBE_VERSION = "v1.34.4"
 KUBESEAL_VERSION = "v0.36.6"
+HELM_VERSION = "v4.3.2"
+GOPHER_LUA_VERSION = "v1.1.2"  # the Lua VM of Argo CD v3.6.2
+GOPHER_JSON_VERSION = "v0.0.0-20190114024228-97fed8db8427"  # layeh.com/gopher-json, as Argo CD pins
 
 
 class BuildError(RuntimeError):
@@ -70,8 +75,10 @@ def _go_wrapper_build(
     binaries: dict[str, str],
     replaces: dict[str, str] | None = None,
     ldflags: str = "-s -w",
+    sources: dict[str, str] | None = None,
 ) -> dict[str, Path]:
-    """Build `binaries` (name -> package path) in a wrapper module that `go get`s `get`."""
+    """Build `binaries` (name -> package path) in a wrapper module that `go get`s `get`;
+    `sources` (file name -> text) are written into the wrapper module first (our own harnesses)."""
     dest = paths.BIN_CACHE / key
     wanted = {name: dest / name for name in binaries}
     if all(p.exists() for p in wanted.values()):
@@ -90,6 +97,8 @@ def _go_wrapper_build(
                 f"\t{mod} => {target}\n" for mod, target in sorted(replaces.items())
             ) + ")\n"
         (src / "go.mod").write_text(gomod)
+        for fname, text in (sources or {}).items():
+            (src / fname).write_text(text)
         env = {"GOFLAGS": "-trimpath -buildvcs=false", "CGO_ENABLED": "0"}
         _run(["go", "get", *get], src, log, env)
         paths.BIN_CACHE.mkdir(parents=True, exist_ok=True)
@@ -189,3 +198,83 @@ def ensure_kubectl() -> Path:
         {"kubectl": "k8s.io/kubernetes/cmd/kubectl"},
         replaces=_kube_staging_replaces(KUBE_VERSION),
     )["kubectl"]
+
+
+def ensure_helm() -> Path:
+    """The `helm` CLI (helm.sh/helm/v4), for the chart's lint/template/install tests."""
+    return _go_wrapper_build(
+        f"helm-{HELM_VERSION}",
+        [f"helm.sh/helm/v4/cmd/helm@{HELM_VERSION}"],
+        {"helm": "helm.sh/helm/v4/cmd/helm"},
+        ldflags=f"-s -w -X helm.sh/helm/v4/internal/version.version={HELM_VERSION}",
+    )["helm"]
+
+
+LUA_HARNESS_SRC = Path(__file__).resolve().parent / "lua_harness" / "main.go"
+
+
+def ensure_lua_harness() -> Path:
+    """`argocd-lua-health`: runs an Argo CD health.lua in Argo CD's own Lua VM, the way Argo CD
+    does (sandbox/lua_harness/main.go); keyed by the VM version and a hash of the source."""
+    source = LUA_HARNESS_SRC.read_text()
+    digest = hashlib.sha256(source.encode()).hexdigest()[:10]
+    return _go_wrapper_build(
+        f"argocd-lua-health-{GOPHER_LUA_VERSION}-{digest}",
+        [f"github.com/yuin/gopher-lua@{GOPHER_LUA_VERSION}",
+         f"layeh.com/gopher-json@{GOPHER_JSON_VERSION}"],
+        {"argocd-lua-health": "."},
+        sources={"main.go": source},
+    )["argocd-lua-health"]
+
+
+ARGOCD_MODULE = "github.com/argoproj/argo-cd/v3"
+ARGOCD_VERSION = "v3.6.2"
+ARGOCD_CRD_FILES = ("application-crd.yaml", "appproject-crd.yaml", "applicationset-crd.yaml")
+
+
+def ensure_argocd_crds() -> Path:
+    """Argo CD's CRDs (``manifests/crds/`` of its Go module) in
+    ``~/.cache/secretsync/crds/argo-cd-<version>/``, so the API server can validate Argo CD
+    manifests (examples/gitops). Nothing is built: the module wants a newer Go to *compile*,
+    but ``go mod download`` fetches and verifies its zip with the local toolchain (~60 MB)."""
+    dest = paths.CACHE / "crds" / f"argo-cd-{ARGOCD_VERSION}"
+    if all((dest / n).exists() for n in ARGOCD_CRD_FILES):
+        return dest
+    key = f"argo-cd-crds-{ARGOCD_VERSION}"
+    with _locked(key):
+        if all((dest / n).exists() for n in ARGOCD_CRD_FILES):
+            return dest
+        log = _build_log(key)
+        ref = f"{ARGOCD_MODULE}@{ARGOCD_VERSION}"
+        with tempfile.TemporaryDirectory() as work:  # outside any module
+            try:
+                out = subprocess.run(
+                    ["go", "mod", "download", "-json", ref], cwd=work, capture_output=True,
+                    text=True, check=False, env={**os.environ, "GOTOOLCHAIN": "local"},
+                )
+            except OSError as exc:
+                raise BuildError(f"go mod download {ref}: {exc}") from exc
+        log.write_text(f"$ go mod download -json {ref}\n{out.stdout}{out.stderr}")
+        try:
+            info = json.loads(out.stdout or "{}")
+        except ValueError:
+            info = {}
+        # with GOTOOLCHAIN=local the JSON carries "requires go >= ..." in Error (exit 1), yet
+        # the zip is downloaded and checked against the checksum database first
+        zip_path = Path(info.get("Zip") or "/nonexistent")
+        if not info.get("Sum") or not zip_path.is_file():
+            raise BuildError(f"go mod download {ref} gave no module zip; see {log}")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=dest.parent))
+        try:
+            with zipfile.ZipFile(zip_path) as zf:
+                for name in ARGOCD_CRD_FILES:
+                    (tmp / name).write_bytes(zf.read(f"{ref}/manifests/crds/{name}"))
+            tmp.chmod(0o755)
+            shutil.rmtree(dest, ignore_errors=True)
+            tmp.rename(dest)
+        except KeyError as exc:
+            raise BuildError(f"{ref} has no manifests/crds/ file {exc}") from exc
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return dest

@@ -1,4 +1,5 @@
-"""`make demo`: the sandbox, the controller, seal -> apply -> Secret -> self-healing.
+"""`make demo`: the sandbox, the controller, seal -> apply -> Secret -> self-healing, then
+an ExternalSecret from Vault, rotated, restarting a Deployment (``sandbox.demo_external``).
 
 Also the helpers the SealedSecret integration tests use to install ``deploy/`` without kubectl
 (a tiny kustomize subset: resources, namespace, labels) and to run the controller as a
@@ -9,9 +10,11 @@ subprocess authenticated as its ServiceAccount (a TokenRequest token), so the RB
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
-import json
 import os
+import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -24,7 +27,8 @@ from typing import Any
 
 import yaml
 
-from sandbox import paths, proc
+from sandbox import demo_external, paths, proc
+from sandbox.demo_external import DemoFailed, until
 
 REPO = paths.REPO
 DEPLOY = REPO / "deploy"
@@ -204,97 +208,151 @@ class ControllerProcess:
 # --- the demo -----------------------------------------------------------------------------
 
 
-def _say(text: str) -> None:
-    print(f"\n\033[1m==> {text}\033[0m", flush=True)
+class Steps:
+    """Prints one line per step with the time it took (since the previous step)."""
+
+    def __init__(self) -> None:
+        self.start = self.last = time.monotonic()
+
+    def __call__(self, text: str, *details: str) -> None:
+        now = time.monotonic()
+        print(f"[{now - self.last:4.1f}s] {text}", flush=True)
+        for line in details:
+            print(f"        {line}", flush=True)
+        self.last = now
+
+    def total(self) -> float:
+        return time.monotonic() - self.start
 
 
-def _wait(check: Any, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise RuntimeError("timed out waiting")
-
-
-def _show_secret(secret: dict[str, Any]) -> None:
+def _secret_lines(secret: dict[str, Any]) -> list[str]:
+    """The demo Secret (dummy values, shown on purpose): owner, uid and data."""
     meta = secret["metadata"]
     owner = (meta.get("ownerReferences") or [{}])[0]
-    print(f"Secret {meta['namespace']}/{meta['name']} (type {secret.get('type')}, "
-          f"owner {owner.get('kind')}/{owner.get('name')}, uid {meta.get('uid')})")
-    for k, v in sorted((secret.get("data") or {}).items()):
-        print(f"  {k}: {base64.b64decode(v).decode(errors='replace')}")
+    return [f"Secret {meta['namespace']}/{meta['name']}: owner {owner.get('kind')}/"
+            f"{owner.get('name')}, uid {meta.get('uid')}"] + [
+        f"  {k}: {base64.b64decode(v).decode(errors='replace')}"
+        for k, v in sorted((secret.get("data") or {}).items())]
+
+
+def _seal(plain: dict[str, Any], out: Path, kubeconfig: Path) -> dict[str, Any]:
+    """``secretsync seal -w out`` (certificate from the cert ConfigMap), plaintext on stdin,
+    so no plaintext file is ever written; the SealedSecret."""
+    done = subprocess.run(
+        [PY, "-m", "secretsync", "seal", "-w", str(out), "--kubeconfig", str(kubeconfig)],
+        input=yaml.safe_dump(plain), cwd=REPO, text=True, capture_output=True, check=False)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["?"])[-1]
+        raise DemoFailed(f"secretsync seal exited {done.returncode}: {last}")
+    text = out.read_text()
+    if plain["stringData"]["password"] in text:
+        raise DemoFailed(f"{out} contains the plaintext password")
+    sealed: dict[str, Any] = yaml.safe_load(text)
+    return sealed
+
+
+def _sealed_story(kube: Any, ns: str, work: Path, kubeconfig: Path, step: Steps) -> None:
+    plain = {"apiVersion": "v1", "kind": "Secret",
+             "metadata": {"name": "db-credentials", "namespace": ns, "labels": {"app": "demo"}},
+             "stringData": {"username": "app", "password": "correct-horse-battery"}}  # dummy
+    sealed = _seal(plain, work / "db-credentials.sealed.yaml", kubeconfig)
+    items = sealed["spec"]["encryptedData"]
+    step(f"sealed Secret {ns}/db-credentials with the controller's certificate "
+         "(fetched from its ConfigMap)",
+         "-> db-credentials.sealed.yaml, commit-safe: no plaintext, only the cluster's key "
+         "opens it, and only as this name in this namespace",
+         *(f"  encryptedData.{k}: {v[:32]}... ({len(v)} chars)" for k, v in sorted(items.items())))
+
+    kube.apply(sealed, plural="sealedsecrets")
+    secret = until("the controller to unseal it", lambda: kube.get_secret(ns, "db-credentials"))
+    cond = until("SealedSecret status", lambda: ((kube.get_custom(
+        "secretsync.io", "v1alpha1", "sealedsecrets", ns, "db-credentials") or {}).get(
+        "status") or {}).get("conditions"))[0]
+    step(f"applied the SealedSecret; the controller unsealed it "
+         f"({cond['type']}={cond['status']}, {cond['reason']})", *_secret_lines(secret))
+
+    old_uid = secret["metadata"]["uid"]
+    kube.delete_secret(ns, "db-credentials")
+    back = until("the Secret to come back", lambda: (s := kube.get_secret(ns, "db-credentials"))
+                 and s["metadata"]["uid"] != old_uid and s)
+    step(f"self-heal: deleted the Secret; the controller re-created it (uid {old_uid[:8]}... -> "
+         f"{back['metadata']['uid'][:8]}...)")
+
+    kube.patch_secret(ns, "db-credentials",
+                      {"data": {"password": base64.b64encode(b"tampered").decode()}})
+    until("the hand edit to be undone", lambda: (s := kube.get_secret(ns, "db-credentials"))
+          and base64.b64decode(s["data"]["password"]) == b"correct-horse-battery")
+    step("self-heal: edited the password by hand; the controller restored it")
 
 
 def main() -> int:
+    from sandbox import launcher, vault
     from secretsync.kube import Kube
 
-    _say("starting the sandbox (etcd, kube-apiserver, controller-manager, ...)")
-    rc = subprocess.call([PY, "-m", "sandbox", "up"], cwd=REPO)
-    if rc != 0:
-        return rc
-    env_kubeconfig = paths.DEV / "kubeconfig"
-    kube = Kube.from_config(str(env_kubeconfig))
-    _say("installing the CRDs and deploy/ RBAC (namespace secretsync)")
-    apply_crds(kube)
-    apply_docs(kube, render_kustomization(),
-               kinds={"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding",
-                      "Role", "RoleBinding"})
-    work = Path(tempfile.mkdtemp(prefix="secretsync-demo-"))
-    sa_kubeconfig = service_account_kubeconfig(kube, "secretsync", "secretsync-controller",
-                                               work / "controller.kubeconfig")
-    kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "demo"}})
-    _say("starting the controller as ServiceAccount secretsync/secretsync-controller")
-    # --namespace demo: the demo must not touch objects of tests running in the same sandbox
-    ctl = ControllerProcess(sa_kubeconfig, controller_namespace="secretsync", namespace="demo",
-                            log_path=work / "controller.log").start()
-    try:
-        ctl.wait_ready(90)
-        print(f"controller ready; log: {ctl.log_path}")
-        ns = "demo"
-        plain = {"apiVersion": "v1", "kind": "Secret",
-                 "metadata": {"name": "db-credentials", "namespace": ns,
-                              "labels": {"app": "demo"}},
-                 "stringData": {"username": "app", "password": "correct-horse-battery"}}
-        (work / "secret.yaml").write_text(yaml.safe_dump(plain))
-        _say("secretsync seal (certificate fetched from the cert ConfigMap)")
-        sealed_text = subprocess.check_output(
-            [PY, "-m", "secretsync", "seal", "-f", str(work / "secret.yaml"),
-             "--kubeconfig", str(env_kubeconfig)], cwd=REPO, text=True)
-        print(sealed_text)
-        sealed = yaml.safe_load(sealed_text)
-        kube.delete_custom("secretsync.io", "v1alpha1", "sealedsecrets", ns, "db-credentials")
-        _wait(lambda: kube.get_secret(ns, "db-credentials") is None)
-        _say("applying the SealedSecret; the controller unseals it")
-        kube.apply(sealed, plural="sealedsecrets")
-        secret = _wait(lambda: kube.get_secret(ns, "db-credentials"))
-        _show_secret(secret)
-        status = _wait(lambda: (kube.get_custom("secretsync.io", "v1alpha1", "sealedsecrets",
-                                                ns, "db-credentials") or {}).get("status"))
-        print("SealedSecret status:", json.dumps(status["conditions"][0]))
-        _say("self-healing: deleting the Secret ...")
-        old_uid = secret["metadata"]["uid"]
-        kube.delete_secret(ns, "db-credentials")
-        back = _wait(lambda: (s := kube.get_secret(ns, "db-credentials"))
-                     and s["metadata"]["uid"] != old_uid and s)
-        print("... it is back:")
-        _show_secret(back)
-        _say("self-healing: editing the password by hand ...")
-        kube.patch_secret(ns, "db-credentials",
-                          {"data": {"password": base64.b64encode(b"tampered").decode()}})
-        restored = _wait(lambda: (s := kube.get_secret(ns, "db-credentials"))
-                         and base64.b64decode(s["data"]["password"]) != b"tampered" and s)
-        print("... restored:")
-        _show_secret(restored)
-        _say("done; stopping the controller (the sandbox keeps running: `make dev-down`)")
-        return 0
-    except Exception as exc:
-        print(f"demo failed: {exc}\n--- controller log tail ---\n{ctl.log()[-3000:]}",
+    step = Steps()
+    print("secretsync demo: seal -> commit-safe file -> unseal -> self-heal; ExternalSecret from "
+          "Vault -> rotation -> Secret -> rollout restart", flush=True)
+    rc = subprocess.call([PY, "-m", "sandbox", "up"], cwd=REPO)  # builds/starts it if needed
+    cfg = launcher.load()
+    if rc != 0 or cfg is None:
+        print(f"demo failed: the sandbox did not start (`python -m sandbox up` exited {rc})",
               file=sys.stderr)
+        return rc or 1
+    step("sandbox up: etcd, kube-apiserver, kube-controller-manager (no scheduler, no kubelet), "
+         "OpenBao, cloud emulators")
+    kubeconfig = paths.DEV / "kubeconfig"
+    kube = Kube.from_config(str(kubeconfig))
+    # a namespace of its own: tests and other demos may share the sandbox
+    ns = f"demo-{secrets.token_hex(3)}"
+    work = Path(tempfile.mkdtemp(prefix="secretsync-demo-"))
+    ctl: ControllerProcess | None = None
+    cleaned = False
+    try:
+        apply_crds(kube)
+        apply_docs(kube, render_kustomization(),  # rbac.yaml and rbac-external.yaml
+                   kinds={"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding",
+                          "Role", "RoleBinding"})
+        kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+        step(f"CRDs and deploy/ RBAC installed; namespace {ns} created")
+        sa_kubeconfig = service_account_kubeconfig(kube, "secretsync", "secretsync-controller",
+                                                   work / "controller.kubeconfig")
+        # --namespace: never touch the objects of tests in the same sandbox; one replica, no
+        # Lease, so a concurrent demo (or a killed one's Lease) cannot hold it up
+        ctl = ControllerProcess(sa_kubeconfig, controller_namespace="secretsync", namespace=ns,
+                                extra=["--no-leader-elect"], log_path=work / "controller.log")
+        ctl.start().wait_ready(90)
+        step(f"controller ready, as ServiceAccount secretsync/secretsync-controller, "
+             f"watching {ns}")
+        _sealed_story(kube, ns, work, kubeconfig, step)
+        demo_external.run(kube, ns, demo_external.Vault(cfg["vault_addr"], vault.ROOT_TOKEN),
+                          step)
+        cleaned = _cleanup(kube, ctl, ns)
+        step(f"cleaned up: controller stopped, namespace {ns} and the Vault mount deleted "
+             "(the sandbox keeps running: `make dev-down`)")
+        print(f"demo done in {step.total():.1f}s", flush=True)
+        shutil.rmtree(work, ignore_errors=True)
+        return 0
+    except KeyboardInterrupt:
+        print("demo interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        msg = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        print(f"demo failed after {step.total():.1f}s: {msg} (controller log: "
+              f"{work / 'controller.log'})", file=sys.stderr)
         return 1
     finally:
+        if not cleaned:
+            _cleanup(kube, ctl, ns)
+        (work / "controller.kubeconfig").unlink(missing_ok=True)  # a ServiceAccount token
+
+
+def _cleanup(kube: Any, ctl: ControllerProcess | None, ns: str) -> bool:
+    """Stop the controller, delete the namespace (in the background: its objects go with it)."""
+    if ctl is not None:
         ctl.stop()
+    with contextlib.suppress(Exception):  # never created, or the API server is gone
+        kube.request("DELETE", f"/api/v1/namespaces/{ns}")
+    return True
 
 
 if __name__ == "__main__":

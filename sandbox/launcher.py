@@ -139,6 +139,9 @@ def build_all() -> dict[str, float]:
         ("kubeseal", builder.ensure_kubeseal),
         ("kubectl", builder.ensure_kubectl),
         ("sealed-secrets-controller", builder.ensure_bitnami_controller),
+        ("helm", builder.ensure_helm),
+        ("argocd-lua-health", builder.ensure_lua_harness),
+        ("argo-cd-crds", builder.ensure_argocd_crds),
     ]
     for name, fn in steps:
         t = time.monotonic()
@@ -234,6 +237,10 @@ def write_env(cfg: dict[str, Any]) -> None:
     kubectl_dir = paths.BIN_CACHE / f"kubectl-{builder.KUBE_VERSION}"
     if (kubectl_dir / "kubectl").exists():
         lines.append(f'export PATH={shlex.quote(str(kubectl_dir))}:"$PATH"')
+    # and helm, for deploy/chart/secretsync (`helm install ...` against the sandbox)
+    helm_dir = paths.BIN_CACHE / f"helm-{builder.HELM_VERSION}"
+    if (helm_dir / "helm").exists():
+        lines.append(f'export PATH={shlex.quote(str(helm_dir))}:"$PATH"')
     tmp = paths.ENV_FILE.with_suffix(".tmp")
     tmp.write_text("# written by `python -m sandbox up`; source it\n" + "\n".join(lines) + "\n")
     tmp.rename(paths.ENV_FILE)
