@@ -67,8 +67,10 @@ bench: venv
 	for f in bench/*.py; do $(BIN)/python $$f || exit 1; done
 
 # The Helm chart ships the CRDs in its crds/ (Helm installs them, never deletes them); copy
-# them after editing crds/ (tests/integration/test_helm_chart.py fails while they differ).
+# them after editing crds/ (tests/integration/test_helm_chart.py fails while they differ);
+# first, the ExternalSecret spec schema is copied into the ClusterExternalSecret CRD.
 chart-crds:
+	$(PYTHON) crds/embed_external_spec.py
 	rm -f deploy/chart/secretsync/crds/*.yaml
 	cp crds/*.yaml deploy/chart/secretsync/crds/
 

@@ -7,7 +7,9 @@ so the official Python client talks to it unchanged over an insecure channel. It
 the secret and version life cycle the way the public API reference describes it: `latest`
 alias, ENABLED/DISABLED/DESTROYED states, FAILED_PRECONDITION on disabled access, CRC32C
 payload checksums, etags, labels/annotations, list paging and simple `filter` terms. IAM and
-rotation RPCs answer UNIMPLEMENTED.
+rotation RPCs answer UNIMPLEMENTED. The sandbox runs it anonymous over plaintext; `serve()` can
+also run it over TLS, accepting only the bearer tokens a test's token service issued
+(UNAUTHENTICATED otherwise), for the credential flows that never send tokens without TLS.
 
 Run: `python -m sandbox.gcp_emulator --port N` (binds 127.0.0.1 only).
 """
@@ -290,8 +292,29 @@ def _filter(expr: str) -> Callable[[Any], bool]:
     return lambda s: all(c(s) for c in checks)
 
 
-def _handler(fn: Callable[[Any], Any], req_type: Any, resp_type: Any) -> grpc.RpcMethodHandler:
+Authorize = Callable[[str | None], "grpc.StatusCode | None"]
+"""May this bearer token (the ``authorization`` metadata without ``Bearer``; None when absent)
+call? None = yes, else the status to refuse with. Google APIs answer UNAUTHENTICATED for a
+missing, expired or unknown token and PERMISSION_DENIED for a valid one without the permission:
+https://cloud.google.com/apis/design/errors#handling_errors"""
+
+
+def _bearer(context: grpc.ServicerContext) -> str | None:
+    for key, value in context.invocation_metadata():
+        if key == "authorization" and str(value).startswith("Bearer "):
+            return str(value).removeprefix("Bearer ")
+    return None
+
+
+def _handler(
+    fn: Callable[[Any], Any], req_type: Any, resp_type: Any, authorize: Authorize | None = None
+) -> grpc.RpcMethodHandler:
     def call(request: Any, context: grpc.ServicerContext) -> Any:
+        refused = authorize(_bearer(context)) if authorize is not None else None
+        if refused is not None:
+            context.abort(refused, "Request had invalid authentication credentials."
+                          if refused == grpc.StatusCode.UNAUTHENTICATED
+                          else "The caller does not have permission")
         try:
             return fn(request)
         except RpcError as exc:
@@ -303,7 +326,7 @@ def _handler(fn: Callable[[Any], Any], req_type: Any, resp_type: Any) -> grpc.Rp
     )
 
 
-def handlers(store: Store) -> grpc.GenericRpcHandler:
+def handlers(store: Store, authorize: Authorize | None = None) -> grpc.GenericRpcHandler:
     table = {
         "CreateSecret": (store.create_secret, t.CreateSecretRequest, t.Secret),
         "GetSecret": (store.get_secret, t.GetSecretRequest, t.Secret),
@@ -321,14 +344,29 @@ def handlers(store: Store) -> grpc.GenericRpcHandler:
         "DestroySecretVersion": (store.destroy, t.DestroySecretVersionRequest, t.SecretVersion),
     }
     return grpc.method_handlers_generic_handler(
-        SERVICE, {name: _handler(*spec) for name, spec in table.items()}
+        SERVICE, {name: _handler(*spec, authorize) for name, spec in table.items()}
     )
 
 
-def serve(port: int, host: str = "127.0.0.1") -> grpc.Server:
+def serve(
+    port: int,
+    host: str = "127.0.0.1",
+    *,
+    tls: tuple[bytes, bytes] | None = None,
+    authorize: Authorize | None = None,
+    store: Store | None = None,
+) -> grpc.Server:
+    """Serve ``store`` (a new one by default). The sandbox runs it plaintext and anonymous;
+    tests of credential flows run one in-process with ``tls`` (certificate chain PEM, key
+    PEM) and ``authorize`` (which bearer tokens are accepted)."""
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
-    server.add_generic_rpc_handlers((handlers(Store()),))
-    if server.add_insecure_port(f"{host}:{port}") == 0:
+    server.add_generic_rpc_handlers((handlers(store or Store(), authorize),))
+    if tls is not None:
+        creds = grpc.ssl_server_credentials([(tls[1], tls[0])])
+        bound = server.add_secure_port(f"{host}:{port}", creds)
+    else:
+        bound = server.add_insecure_port(f"{host}:{port}")
+    if bound == 0:
         raise SystemExit(f"cannot bind {host}:{port}")
     server.start()
     print(f"gcp secret manager emulator listening on {host}:{port}", flush=True)

@@ -31,7 +31,7 @@ HERE = Path(__file__).resolve().parent
 SOURCE = HERE / "health.lua"
 GROUP = "secretsync.io"
 KINDS = {"SealedSecret": "Synced", "ExternalSecret": "Ready", "SecretStore": "Ready",
-         "ClusterSecretStore": "Ready"}
+         "ClusterSecretStore": "Ready", "ClusterExternalSecret": "Ready"}
 """Each kind and the condition its health follows."""
 KEY_PREFIX = "resource.customizations.health."
 SETTING = 'local CONDITION = "Ready"\n'

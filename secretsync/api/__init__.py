@@ -16,11 +16,13 @@ KIND_SEALED = "SealedSecret"
 KIND_EXTERNAL = "ExternalSecret"
 KIND_STORE = "SecretStore"
 KIND_CLUSTER_STORE = "ClusterSecretStore"
+KIND_CLUSTER_EXTERNAL = "ClusterExternalSecret"
 
 PLURAL_SEALED = "sealedsecrets"
 PLURAL_EXTERNAL = "externalsecrets"
 PLURAL_STORE = "secretstores"
 PLURAL_CLUSTER_STORE = "clustersecretstores"
+PLURAL_CLUSTER_EXTERNAL = "clusterexternalsecrets"
 
 # --- annotations on SealedSecrets -------------------------------------------------------
 ANN_SCOPE = f"{GROUP}/scope"  # strict | namespace-wide | cluster-wide

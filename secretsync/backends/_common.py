@@ -1,6 +1,7 @@
 """Small helpers the cloud backends (AWS, GCP, Azure) share.
 
-Resolving a ``{name, key, namespace}`` Secret reference from a store's auth block, reading
+Resolving a ``{name, key, namespace}`` Secret reference from a store's auth block, a
+``serviceAccountRef``'s TokenRequest token and annotations (workload identity), reading
 typed fields from the provider block with errors that name the store and the field, and
 compiling ``find.name.regexp``. Pure apart from the resolver call; no SDK imports here.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from secretsync.backends.base import StoreContext
@@ -68,6 +70,53 @@ async def resolve_ref(ctx: StoreContext, ref: Mapping[str, Any], path: str) -> b
             "may only reference Secrets in its own namespace"
         )
     return await ctx.resolve_secret(namespace, name, key)
+
+
+@dataclass(frozen=True)
+class ServiceAccountRef:
+    """A ``serviceAccountRef`` block: ``{name, namespace, audiences}``."""
+
+    name: str
+    namespace: str
+    audiences: tuple[str, ...] = ()
+
+
+def service_account_ref(ctx: StoreContext, block: Any, path: str) -> ServiceAccountRef:
+    """Parse a ``serviceAccountRef``; like Secret references, a SecretStore may only name a
+    ServiceAccount of its own namespace."""
+    if not block:
+        raise StoreInvalid(f"{store_label(ctx)}: {path} is required")
+    if not isinstance(block, Mapping):
+        raise StoreInvalid(f"{store_label(ctx)}: {path} must be an object")
+    name = req_str(ctx, block, "name", f"{path}.name")
+    namespace = opt_str(ctx, block, "namespace", f"{path}.namespace") or ctx.namespace
+    if ctx.store_kind != "ClusterSecretStore" and namespace != ctx.namespace:
+        raise StoreInvalid(
+            f"{store_label(ctx)}: {path}.namespace {namespace!r} is not allowed; a SecretStore "
+            "may only use ServiceAccounts of its own namespace"
+        )
+    audiences = block.get("audiences") or []
+    if not isinstance(audiences, list) or not all(isinstance(a, str) for a in audiences):
+        raise StoreInvalid(f"{store_label(ctx)}: {path}.audiences must be a list of strings")
+    return ServiceAccountRef(name, namespace, tuple(audiences))
+
+
+async def service_account_token(
+    ctx: StoreContext, sa: ServiceAccountRef, audiences: list[str], path: str
+) -> str:
+    """A TokenRequest token of ``sa`` for ``audiences`` (never logged, never in a message)."""
+    if ctx.request_token is None:
+        raise StoreInvalid(f"{store_label(ctx)}: {path} needs service-account tokens")
+    return await ctx.request_token(sa.namespace, sa.name, audiences)
+
+
+async def service_account_annotations(
+    ctx: StoreContext, sa: ServiceAccountRef, path: str
+) -> Mapping[str, str]:
+    """The annotations of ``sa`` (workload identity reads its cloud identity from them)."""
+    if ctx.read_service_account is None:
+        raise StoreInvalid(f"{store_label(ctx)}: {path} needs to read ServiceAccounts")
+    return await ctx.read_service_account(sa.namespace, sa.name)
 
 
 async def resolve_ref_str(ctx: StoreContext, ref: Mapping[str, Any], path: str) -> str:

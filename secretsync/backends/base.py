@@ -20,8 +20,24 @@ from typing import Any, Protocol, runtime_checkable
 # (namespace, secret name, key) -> value bytes. Raises BackendAuthError/StoreInvalid when absent.
 SecretResolver = Callable[[str, str, str], Awaitable[bytes]]
 
-# Requests a service-account token: (namespace, service account, audiences) -> JWT.
-TokenRequester = Callable[[str, str, list[str]], Awaitable[str]]
+
+class TokenRequester(Protocol):
+    """Requests a service-account token: (namespace, service account, audiences) -> JWT;
+    ``expiration_seconds`` (optional) asks for that lifetime instead of the controller's."""
+
+    def __call__(
+        self,
+        namespace: str,
+        service_account: str,
+        audiences: list[str],
+        /,
+        expiration_seconds: int | None = None,
+    ) -> Awaitable[str]: ...
+
+
+# Reads a ServiceAccount's annotations: (namespace, service account) -> annotations.
+# Raises BackendAuthError/StoreInvalid when it cannot be read or does not exist.
+ServiceAccountReader = Callable[[str, str], Awaitable[Mapping[str, str]]]
 
 
 @dataclass(frozen=True)
@@ -40,12 +56,13 @@ class StoreContext:
     provider: Mapping[str, Any]
     resolve_secret: SecretResolver
     request_token: TokenRequester | None = None
+    read_service_account: ServiceAccountReader | None = None
 
 
 @dataclass(frozen=True)
 class RemoteRef:
-    """One remote value: ``key`` (path/name), optional ``property`` (dotted path into a JSON
-    value), optional ``version``. ``metadata_policy`` is reserved."""
+    """One remote value: ``key`` (path/name), optional ``property`` (a gjson path into a JSON
+    value, see ``gjson_path``), optional ``version``. ``metadata_policy`` is reserved."""
 
     key: str
     property: str | None = None
@@ -104,12 +121,15 @@ def _json_value_bytes(value: Any) -> bytes:
 
 
 def select_property(raw: bytes, prop: str, *, what: str) -> bytes:
-    """Select ``prop`` from a JSON object value. A top-level key that literally contains dots
-    wins over the dotted path. ``what`` names the secret for the error message (never the
-    value)."""
+    """Select ``prop`` from a JSON value with gjson's path syntax (``a.b``, ``friends.1.first``,
+    ``a\\.b``, ``children.#``, ``friends.#.first``; see ``gjson_path``). A top-level key that
+    literally equals ``prop`` (dots included) wins over the path, as in ESO. Strings come out
+    as UTF-8, other JSON values as compact JSON. ``what`` names the secret for the error message
+    (never the value)."""
     import json
 
-    from secretsync.errors import SecretNotFound
+    from secretsync.backends import gjson_path
+    from secretsync.errors import InvalidInput, SecretNotFound
 
     try:
         doc = json.loads(raw)
@@ -117,13 +137,13 @@ def select_property(raw: bytes, prop: str, *, what: str) -> bytes:
         raise SecretNotFound(f"{what}: property {prop!r} requested but value is not JSON") from exc
     if isinstance(doc, dict) and prop in doc:
         return _json_value_bytes(doc[prop])
-    cur: Any = doc
-    for part in prop.split("."):
-        if isinstance(cur, dict) and part in cur:
-            cur = cur[part]
-        else:
-            raise SecretNotFound(f"{what}: property {prop!r} not found")
-    return _json_value_bytes(cur)
+    try:
+        found = gjson_path.get(doc, prop)
+    except gjson_path.UnsupportedPath as exc:
+        raise InvalidInput(f"{what}: {exc}") from None
+    if found is gjson_path.MISSING:
+        raise SecretNotFound(f"{what}: property {prop!r} not found")
+    return _json_value_bytes(found)
 
 
 def json_map(raw: bytes, *, what: str) -> dict[str, bytes]:

@@ -13,10 +13,13 @@ Store fields::
       endpoint: 127.0.0.1:9090          # our addition. "host:port" or "http://host:port" is
                                         # plaintext gRPC (emulators; anonymous, no credentials
                                         # ever sent); "https://host[:port]" is TLS
+      caBundle: <base64 PEM>            # our addition: a private CA (see ``gcp_channel``)
       auth:                             # optional; none = Application Default Credentials
         secretRef:                      #   (GKE workload identity via the metadata server,
           secretAccessKeySecretRef:     #   GOOGLE_APPLICATION_CREDENTIALS, ...)
             {name, key, namespace}      # a service-account key JSON
+        workloadIdentity:               # or: a ServiceAccount of the store's (``gcp_workload``)
+          {serviceAccountRef, clusterLocation, clusterName, clusterProjectID}
 
 Versions: none or ``latest`` = the newest version; a number (or ``versions/N``) = that
 version; a disabled or destroyed version is a ``SecretNotFound`` that says which. ``key`` is a
@@ -29,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,9 +67,13 @@ from secretsync.errors import (
 )
 
 SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
+DEFAULT_ENDPOINT = "secretmanager.googleapis.com:443"
 
-# The generated client can log whole responses (payloads) at DEBUG when its logging is on.
-cap_loggers({"google.cloud": logging.INFO, "google.api_core": logging.INFO})
+# The generated client can log whole responses (payloads) at DEBUG when its logging is on;
+# google-auth can log token requests and responses (workload identity exchanges) at DEBUG.
+cap_loggers(
+    {"google.cloud": logging.INFO, "google.api_core": logging.INFO, "google.auth": logging.INFO}
+)
 
 # Transient statuses are retried with exponential backoff and jitter for a bounded time;
 # what is left becomes BackendUnavailable and the engine backs off further.
@@ -118,7 +125,9 @@ def translate(exc: BaseException, what: str) -> BackendError:
         )
     if isinstance(exc, auth_exc.TransportError):
         return BackendUnavailable(f"{what}: cannot reach the Google token endpoint; will retry")
-    if isinstance(exc, auth_exc.RefreshError):
+    if isinstance(exc, auth_exc.RefreshError | auth_exc.OAuthError):
+        # RefreshError: a refused token refresh or impersonation; OAuthError: the Security
+        # Token Service refused a workload identity exchange
         return BackendAuthError(f"{what}: GCP credentials could not be refreshed ({code})")
     if isinstance(exc, gexc.GoogleAPICallError):
         return BackendError(f"{what}: GCP rejected the request ({code})")
@@ -175,6 +184,7 @@ def parse_sa_key(raw: bytes, *, what: str) -> dict[str, Any]:
 class _Conn:
     client: Any
     project: str
+    refresh: Callable[[], Awaitable[None]] | None = None  # ahead of each call (see gcp_channel)
 
 
 async def _connect(ctx: StoreContext) -> _Conn:
@@ -184,14 +194,13 @@ async def _connect(ctx: StoreContext) -> _Conn:
     project = opt_str(ctx, p, "projectID", f"{base}.projectID")
     host, plaintext = parse_endpoint(opt_str(ctx, p, "endpoint", f"{base}.endpoint"))
     auth = opt_map(ctx, p, "auth", f"{base}.auth")
-    if "workloadIdentity" in auth:
-        raise StoreInvalid(
-            f"{label}: {base}.auth.workloadIdentity is not supported; omit auth to use "
-            "Application Default Credentials (GKE workload identity through the metadata server)"
-        )
     secret_ref = opt_map(ctx, auth, "secretRef", f"{base}.auth.secretRef")
+    wi = opt_map(ctx, auth, "workloadIdentity", f"{base}.auth.workloadIdentity")
+    if secret_ref and wi:
+        raise StoreInvalid(f"{label}: {base}.auth needs one of secretRef or workloadIdentity")
+    ca = opt_str(ctx, p, "caBundle", f"{base}.caBundle")
     if plaintext:
-        if secret_ref:
+        if secret_ref or wi:
             raise StoreInvalid(
                 f"{label}: {base}.endpoint is plaintext; credentials are never sent without "
                 "TLS (use an https:// endpoint, or no auth for an emulator)"
@@ -203,6 +212,7 @@ async def _connect(ctx: StoreContext) -> _Conn:
         return _Conn(SecretManagerServiceAsyncClient(transport=transport), project)
 
     credentials: Any
+    refresh = None
     if secret_ref:
         key_ref = secret_ref.get("secretAccessKeySecretRef")
         path = f"{base}.auth.secretRef.secretAccessKeySecretRef"
@@ -211,6 +221,12 @@ async def _connect(ctx: StoreContext) -> _Conn:
         info = parse_sa_key(await resolve_ref(ctx, key_ref, path), what=label)
         credentials = _sa_credentials(info, label)
         project = project or info.get("project_id")
+    elif wi:
+        from secretsync.backends import gcp_channel, gcp_workload
+
+        credentials = await gcp_workload.credentials(ctx, wi, project, SCOPES)
+        http = gcp_channel.session(gcp_channel.ca_pem(ca, label) if ca else None)
+        refresh = gcp_channel.refresher(credentials, http)
     else:
         try:
             credentials, adc_project = await asyncio.to_thread(_adc)
@@ -219,9 +235,16 @@ async def _connect(ctx: StoreContext) -> _Conn:
         project = project or adc_project
     if not project:
         raise StoreInvalid(f"{label}: {base}.projectID is required")
+    if ca:
+        from secretsync.backends import gcp_channel
+
+        pem = gcp_channel.ca_pem(ca, label)
+        channel = gcp_channel.trusting_channel(host or DEFAULT_ENDPOINT, credentials, pem)
+        transport = SecretManagerServiceGrpcAsyncIOTransport(channel=channel)
+        return _Conn(SecretManagerServiceAsyncClient(transport=transport), str(project), refresh)
     options = ClientOptions(api_endpoint=host) if host else None
     client = SecretManagerServiceAsyncClient(credentials=credentials, client_options=options)
-    return _Conn(client, str(project))
+    return _Conn(client, str(project), refresh)
 
 
 def _sa_credentials(info: dict[str, Any], label: str) -> Any:
@@ -247,9 +270,14 @@ class GcpBackend:
 
     def __init__(self, conn: _Conn, label: str) -> None:
         self._client = conn.client
+        self._refresh = conn.refresh
         self.project = conn.project
         self._label = label
         self._closed = False
+
+    async def _fresh(self) -> None:
+        if self._refresh is not None:
+            await self._refresh()
 
     def _what(self, key: str, version: str | None = None) -> str:
         return f"GCP secret {key!r}" + (f" version {version!r}" if version else "")
@@ -259,6 +287,7 @@ class GcpBackend:
         a secret value."""
         with track("gcpsm", "validate"):
             try:
+                await self._fresh()
                 await self._client.list_secrets(
                     request={"parent": f"projects/{self.project}", "page_size": 1},
                     retry=_RETRY,
@@ -272,6 +301,7 @@ class GcpBackend:
         what = self._what(key, version)
         with track("gcpsm", "get"):
             try:
+                await self._fresh()
                 resp = await self._client.access_secret_version(
                     name=name, retry=_RETRY, timeout=_TIMEOUT
                 )
@@ -312,6 +342,7 @@ class GcpBackend:
         names: list[str] = []
         with track("gcpsm", "find"):
             try:
+                await self._fresh()
                 pager = await self._client.list_secrets(
                     request=request, retry=_RETRY, timeout=_TIMEOUT
                 )

@@ -95,5 +95,6 @@ async def build(ctx_without_provider: StoreContext, spec: Mapping[str, Any]) -> 
         provider=block,
         resolve_secret=ctx_without_provider.resolve_secret,
         request_token=ctx_without_provider.request_token,
+        read_service_account=ctx_without_provider.read_service_account,
     )
     return name, await factory(ctx)

@@ -165,6 +165,10 @@ def _register(rt: Runtime, engine: SealedEngine) -> Any:
         from secretsync.controller.external import handlers as external_handlers
 
         external_handlers.register(rt, registry)
+        # ClusterExternalSecrets only make ExternalSecrets: on and off with that engine
+        from secretsync.controller.clusterexternal import handlers as cluster_external_handlers
+
+        cluster_external_handlers.register(rt, registry)
     except Exception as exc:
         log.error("ExternalSecret handlers disabled: %s: %s", type(exc).__name__, exc)
     return registry

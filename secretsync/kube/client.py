@@ -324,6 +324,10 @@ class Kube:
 
     # --- ServiceAccount tokens -----------------------------------------------------------
 
+    def get_service_account(self, namespace: str, name: str) -> Obj | None:
+        return self._get_or_none(paths.core(namespace, "serviceaccounts", name),
+                                 f"get ServiceAccount {namespace}/{name}")
+
     def request_token(
         self,
         namespace: str,

@@ -2,7 +2,8 @@
 
 The controller asks ``fetch_plan`` which distinct backend calls a spec needs (the single-flight
 and per-cycle cache work on these ``Fetch`` keys), runs them, and hands the results to
-``assemble``: decoding strategies, ``dataFrom`` rewrites, ``property`` selection, the
+``assemble``: decoding strategies, ``dataFrom`` keys (rewrites and conversion in ESO's order,
+``reconcile.external_keys``), ``property`` selection (gjson paths), the
 missing-key rules of ``deletionPolicy``. ``render`` then applies the target template. What
 becomes of that data (the Secret, its write plan, drift) is ``reconcile.external``.
 """
@@ -11,18 +12,14 @@ from __future__ import annotations
 
 import base64
 import binascii
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from secretsync.backends.base import FindQuery, RemoteRef, select_property
 from secretsync.errors import InvalidInput, SecretNotFound
+from secretsync.reconcile.external_keys import SECRET_KEY, entry_keys
 from secretsync.reconcile.external_spec import ExternalSpec
 from secretsync.reconcile.template import render_data
-
-SECRET_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
-"""What Kubernetes allows as a Secret data key."""
 
 
 @dataclass(frozen=True)
@@ -110,37 +107,6 @@ def decode(value: bytes, strategy: str, *, what: str) -> bytes:
     return value
 
 
-_GO_GROUP = re.compile(r"\$\$|\$\{(\w+)\}|\$(\w+)|\\")
-
-
-def go_replacement(target: str) -> str:
-    """A Go ``regexp.ReplaceAllString`` template (``$1``, ``${name}``, ``$$``) as a Python
-    ``re.sub`` replacement, so rewrites written for ESO keep working."""
-
-    def conv(m: re.Match[str]) -> str:
-        if m.group(0) == "$$":
-            return "$"
-        if m.group(0) == "\\":
-            return "\\\\"
-        return f"\\g<{m.group(1) or m.group(2)}>"
-
-    return _GO_GROUP.sub(conv, target)
-
-
-def _rewrite(name: str, rewrites: Any, what: str) -> str:
-    for rw in rewrites:
-        try:
-            name = re.sub(rw.source, go_replacement(rw.target), name)
-        except (re.error, IndexError) as exc:
-            raise InvalidInput(f"{what}: rewrite target {rw.target!r}: {exc}") from None
-    return name
-
-
-def _safe_key(name: str) -> str:
-    """Secret data keys allow ``[-._a-zA-Z0-9]``; names from find() are paths: map '/' -> '_'."""
-    return re.sub(r"[^-._a-zA-Z0-9]", "_", name)
-
-
 @dataclass(frozen=True)
 class Assembled:
     data: dict[str, bytes]
@@ -183,10 +149,8 @@ def assemble(spec: ExternalSpec, results: Mapping[Fetch, FetchResult]) -> Assemb
         if r is None:
             continue
         assert isinstance(r, dict)
-        for name, value in r.items():
-            key = _rewrite(name if item.extract else _safe_key(name), item.rewrites, what)
-            if not SECRET_KEY.match(key):
-                raise InvalidInput(f"{what}: key {key!r} (after rewrite) is not a valid Secret key")
+        keyed = entry_keys(r, item.rewrites, item.conversion, what=what)
+        for key, value in keyed.items():
             out[key] = decode(value, item.decoding, what=f"{what} key {key!r}")
     for i, d in enumerate(spec.data):
         r = result(_value_fetch(d.ref))

@@ -13,14 +13,23 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from secretsync.backends import gjson_path
 from secretsync.backends.base import FindQuery, RemoteRef
 from secretsync.errors import InvalidInput
+from secretsync.reconcile import go_regexp
+from secretsync.reconcile.external_merge import (
+    CONFLICT_POLICIES,
+    PRIORITY_POLICIES,
+    STRATEGIES,
+    MergeRewrite,
+)
 
 DEFAULT_REFRESH = 3600.0
 CREATION_POLICIES = ("Owner", "Orphan", "Merge", "None")
 DELETION_POLICIES = ("Retain", "Delete", "Merge")
 REFRESH_POLICIES = ("Periodic", "OnChange", "CreatedOnce")
 DECODING = ("None", "Base64", "Base64URL", "Auto")
+CONVERSION = ("Default", "Unicode")
 RESTART_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
 STORE_KINDS = ("SecretStore", "ClusterSecretStore")
 
@@ -61,6 +70,9 @@ class DataItem:
 
 @dataclass(frozen=True)
 class Rewrite:
+    """``rewrite[].regexp``: ``source`` (RE2/Go syntax, checked) -> ``target`` (Go ``$``
+    template)."""
+
     source: str
     target: str
 
@@ -70,7 +82,8 @@ class DataFromItem:
     extract: RemoteRef | None = None
     find: FindQuery | None = None
     decoding: str = "None"
-    rewrites: tuple[Rewrite, ...] = ()
+    rewrites: tuple[Rewrite | MergeRewrite, ...] = ()
+    conversion: str = "Default"  # key conversion, applied only when there are no rewrites
 
 
 @dataclass(frozen=True)
@@ -127,9 +140,15 @@ def _remote_ref(block: Any, what: str) -> RemoteRef:
         raise InvalidInput(f"{what} must be an object")
     key = _str(block.get("key"), f"{what}.key")
     assert key is not None
+    prop = _str(block.get("property"), f"{what}.property", required=False)
+    if prop is not None:
+        try:
+            gjson_path.check(prop)
+        except gjson_path.UnsupportedPath as exc:
+            raise InvalidInput(f"{what}.property: {exc}") from None
     return RemoteRef(
         key=key,
-        property=_str(block.get("property"), f"{what}.property", required=False),
+        property=prop,
         version=_str(block.get("version"), f"{what}.version", required=False),
     )
 
@@ -239,26 +258,28 @@ def _data_from_item(block: Any, what: str) -> DataFromItem:
     extract, find = block.get("extract"), block.get("find")
     if bool(extract) == bool(find):
         raise InvalidInput(f"{what} needs exactly one of extract, find")
-    rewrites = []
-    for j, rw in enumerate(block.get("rewrite") or []):
-        rx = rw.get("regexp") if isinstance(rw, Mapping) else None
-        if not isinstance(rx, Mapping):
-            raise InvalidInput(f"{what}.rewrite[{j}].regexp {{source, target}} is required")
-        source = _str(rx.get("source"), f"{what}.rewrite[{j}].regexp.source")
-        assert source is not None
-        target = rx.get("target")
-        if not isinstance(target, str):
-            raise InvalidInput(f"{what}.rewrite[{j}].regexp.target must be a string")
-        rewrites.append(Rewrite(_regexp(source, f"{what}.rewrite[{j}].regexp.source"), target))
+    rewrites = [
+        _rewrite(rw, f"{what}.rewrite[{j}]") for j, rw in enumerate(block.get("rewrite") or [])
+    ]
     inner = extract if extract else find
     if not isinstance(inner, Mapping):
         raise InvalidInput(f"{what}: extract/find must be an object")
-    decoding = _choice(inner.get("decodingStrategy"), DECODING, "None", f"{what}.decodingStrategy")
+    kind = "extract" if extract else "find"
+    decoding = _choice(
+        inner.get("decodingStrategy"), DECODING, "None", f"{what}.{kind}.decodingStrategy"
+    )
+    conversion = _choice(
+        inner.get("conversionStrategy"),
+        CONVERSION,
+        "Default",
+        f"{what}.{kind}.conversionStrategy",
+    )
     if extract:
         return DataFromItem(
             extract=_remote_ref(extract, f"{what}.extract"),
             decoding=decoding,
             rewrites=tuple(rewrites),
+            conversion=conversion,
         )
     assert isinstance(find, Mapping)
     name = find.get("name") or {}
@@ -273,7 +294,50 @@ def _data_from_item(block: Any, what: str) -> DataFromItem:
         find=FindQuery(path=path, name_regexp=regexp, tags=tags),
         decoding=decoding,
         rewrites=tuple(rewrites),
+        conversion=conversion,
     )
+
+
+def _rewrite(rw: Any, what: str) -> Rewrite | MergeRewrite:
+    """One ``rewrite[]`` operation: exactly one of ``regexp`` and ``merge``."""
+    if not isinstance(rw, Mapping):
+        raise InvalidInput(f"{what} must be an object")
+    if "transform" in rw:
+        raise InvalidInput(f"{what}.transform (a Go template) is not supported yet")
+    rx, mg = rw.get("regexp"), rw.get("merge")
+    if (rx is None) == (mg is None):
+        raise InvalidInput(f"{what} needs exactly one of regexp {{source, target}}, merge")
+    if mg is not None:
+        if not isinstance(mg, Mapping):
+            raise InvalidInput(f"{what}.merge must be an object")
+        priority = mg.get("priority") or []
+        if not isinstance(priority, list) or not all(isinstance(p, str) for p in priority):
+            raise InvalidInput(f"{what}.merge.priority must be a list of strings")
+        op = MergeRewrite(
+            into=_str(mg.get("into"), f"{what}.merge.into", required=False) or "",
+            priority=tuple(priority),
+            priority_policy=_choice(
+                mg.get("priorityPolicy"),
+                PRIORITY_POLICIES,
+                "Strict",
+                f"{what}.merge.priorityPolicy",
+            ),
+            conflict_policy=_choice(
+                mg.get("conflictPolicy"), CONFLICT_POLICIES, "Error", f"{what}.merge.conflictPolicy"
+            ),
+            strategy=_choice(mg.get("strategy"), STRATEGIES, "Extract", f"{what}.merge.strategy"),
+        )
+        if op.strategy == "JSON" and not op.into:
+            raise InvalidInput(f"{what}.merge.into is required with strategy JSON")
+        return op
+    if not isinstance(rx, Mapping):
+        raise InvalidInput(f"{what}.regexp must be an object {{source, target}}")
+    source = _str(rx.get("source"), f"{what}.regexp.source")
+    assert source is not None
+    target = rx.get("target")
+    if not isinstance(target, str):
+        raise InvalidInput(f"{what}.regexp.target must be a string")
+    return Rewrite(go_regexp.check(source, what=f"{what}.regexp.source"), target)
 
 
 def _template(block: Any) -> Template | None:

@@ -247,6 +247,24 @@ class BackendConformance:
         # a top-level key that literally contains a dot wins over the path
         assert await self.call(get(RemoteRef(key=unique_name, property="dotted.key"))) == b"literal"
 
+    async def test_property_gjson_paths(
+        self, backend: Backend, write: Any, unique_name: str
+    ) -> None:
+        """``property`` is a gjson path, as in ESO: array indexes, ``#``, ``#.field``, ``\\.``."""
+        doc = {"friends": [{"first": "Dale"}, {"first": SENTINEL}], "a.b": {"c": "d"}}
+        await self.put(write, unique_name, json.dumps(doc))
+        get = backend.get
+        assert await self.call(get(RemoteRef(key=unique_name, property="friends.1.first"))) == (
+            SENTINEL.encode()
+        )
+        assert await self.call(get(RemoteRef(key=unique_name, property="friends.#"))) == b"2"
+        got = await self.call(get(RemoteRef(key=unique_name, property="friends.#.first")))
+        assert json.loads(got) == ["Dale", SENTINEL]
+        assert await self.call(get(RemoteRef(key=unique_name, property="a\\.b.c"))) == b"d"
+        with pytest.raises(SecretNotFound) as info:
+            await self.call(get(RemoteRef(key=unique_name, property="friends.2.first")))
+        assert_no_leak(info.value)
+
     async def test_missing_property_not_found(
         self, backend: Backend, write: Any, unique_name: str
     ) -> None:

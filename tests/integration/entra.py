@@ -10,6 +10,10 @@ credentials to run their whole flow and for wrong credentials to be refused:
   ``client_assertion`` signed with the registered certificate's key, checked here) and
   ``WorkloadIdentityCredential`` (the federated token from the token file as the assertion).
   Unknown clients or wrong secrets get 401 ``invalid_client`` (AADSTS7000215), like Entra.
+  A client registered with ``FederatedCredential`` s (workload identity federation) takes an
+  external JWT as ``client_assertion`` and checks it the way Entra documents it: signed by the
+  issuer's key, ``iss`` / ``sub`` / ``aud`` equal to one federated credential's issuer, subject
+  and audience, not expired (see ``FederatedCredential``).
 - ``GET /msi/token`` (the App Service managed-identity protocol that ``ManagedIdentityCredential``
   uses when ``IDENTITY_ENDPOINT`` / ``IDENTITY_HEADER`` are set), checking the header secret.
 
@@ -70,6 +74,54 @@ def self_signed_client_cert(cn: str = "sp-client") -> tuple[bytes, x509.Certific
     return pem, cert
 
 
+@dataclass(frozen=True)
+class FederatedCredential:
+    """A federated identity credential on an app registration. Entra accepts an external
+    token for the app when its ``iss``, ``sub`` and ``aud`` match the credential's issuer,
+    subject and audience exactly and it is validly signed by the issuer (whose keys Entra
+    finds through the issuer's OpenID discovery document — here the key is given directly)
+    and unexpired: https://learn.microsoft.com/en-us/entra/workload-id/workload-identity-federation
+    and, for the request itself (``client_assertion`` with ``client_assertion_type``
+    ``urn:ietf:params:oauth:client-assertion-type:jwt-bearer``),
+    https://learn.microsoft.com/en-us/entra/identity-platform/v2-oauth2-client-creds-grant-flow
+    ("Third case: Access token request with a federated credential"). The default audience
+    is the one Entra recommends: ``api://AzureADTokenExchange``."""
+
+    issuer: str
+    subject: str
+    public_key_pem: bytes
+    audience: str = "api://AzureADTokenExchange"
+
+
+def check_federated(cred: FederatedCredential, assertion: str) -> bool:
+    """Does ``assertion`` (a compact RS256 JWT) satisfy ``cred``?"""
+    try:
+        head, body, sig = assertion.split(".")
+        header = json.loads(_b64url(head))
+        claims = json.loads(_b64url(body))
+    except ValueError:
+        return False
+    if header.get("alg") != "RS256":
+        return False
+    public = serialization.load_pem_public_key(cred.public_key_pem)
+    assert isinstance(public, rsa.RSAPublicKey)
+    try:
+        public.verify(_b64url(sig), f"{head}.{body}".encode(), padding.PKCS1v15(),
+                      hashes.SHA256())
+    except InvalidSignature:
+        return False
+    aud = claims.get("aud")
+    audiences = aud if isinstance(aud, list) else [aud]
+    now = time.time()
+    return (
+        claims.get("iss") == cred.issuer
+        and claims.get("sub") == cred.subject
+        and cred.audience in audiences
+        and claims.get("exp", 0) > now
+        and claims.get("nbf", 0) <= now + 60
+    )
+
+
 @dataclass
 class Entra:
     """Registered clients and the running server's address and CA."""
@@ -77,6 +129,9 @@ class Entra:
     secrets: dict[str, str] = field(default_factory=dict)  # client id -> secret
     certificates: dict[str, x509.Certificate] = field(default_factory=dict)
     federated: dict[str, str] = field(default_factory=dict)  # client id -> federated token
+    # client id -> its federated identity credentials (workload identity federation)
+    federations: dict[str, list[FederatedCredential]] = field(default_factory=dict)
+    tenants: set[str] = field(default_factory=set)  # when not empty: the only tenants served
     identity_header: str = field(default_factory=lambda: secrets.token_hex(16))
     url: str = ""
     ca_pem: bytes = b""
@@ -94,6 +149,8 @@ class Entra:
 
     def check_assertion(self, client_id: str, assertion: str) -> bool:
         if self.federated.get(client_id) == assertion:
+            return True
+        if any(check_federated(c, assertion) for c in self.federations.get(client_id, [])):
             return True
         cert = self.certificates.get(client_id)
         if cert is None:
@@ -164,6 +221,10 @@ class _Handler(BaseHTTPRequestHandler):
             return
         form = {k: v[0] for k, v in parse_qs(raw.decode()).items()}
         client = form.get("client_id", "")
+        tenant = urlsplit(self.path).path.strip("/").split("/")[0]
+        if self.entra.tenants and tenant not in self.entra.tenants:
+            self._send(400, {"error": "invalid_request", "error_description": "AADSTS90002"})
+            return
         if form.get("grant_type") != "client_credentials" or not client:
             self._send(400, {"error": "invalid_request", "error_description": "AADSTS900144"})
             return

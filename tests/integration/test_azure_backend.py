@@ -371,8 +371,8 @@ async def test_without_ca_bundle_tls_fails_clearly(base: dict[str, Any], secrets
             r"authSecretRef\.clientId is required",
         ),
         (
-            {"authType": "WorkloadIdentity", "serviceAccountRef": {"name": "sa"}},
-            "serviceAccountRef is not supported",
+            {"authType": "WorkloadIdentity", "serviceAccountRef": {"name": "sa", "namespace": "x"}},
+            r"serviceAccountRef\.namespace 'x' is not allowed",
         ),
         ({"tenantId": "not a tenant!"}, "invalid ServicePrincipal settings"),
     ],

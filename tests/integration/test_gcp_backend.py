@@ -345,7 +345,7 @@ async def test_no_adc_is_auth_error(no_adc: pytest.MonkeyPatch) -> None:
         (
             {"projectID": PROJECT, "auth": {"workloadIdentity": {"clusterName": "c"}}},
             {},
-            "workloadIdentity is not supported",
+            r"workloadIdentity\.serviceAccountRef is required",
         ),
         (
             {"projectID": PROJECT, "auth": {"secretRef": {}}},

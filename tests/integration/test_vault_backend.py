@@ -334,6 +334,36 @@ async def test_namespace_header_is_sent(sandbox: Any, admin: hvac.Client, vault_
         ),
         ({"server": "http://v", "auth": {"kubernetes": {"role": "r"}}}, "serviceAccountRef"),
         (
+            {"server": "http://v", "auth": {"kubernetes": {"role": "r", "secretRef": {}}}},
+            "serviceAccountRef or secretRef",
+        ),
+        ({"server": "http://v", "auth": {"jwt": {"role": "r"}}}, "auth.jwt needs secretRef"),
+        (
+            {"server": "http://v", "auth": {"jwt": {"secretRef": {"name": "j"}}}},
+            "auth.jwt.secretRef: needs name and key",
+        ),
+        (
+            {
+                "server": "http://v",
+                "auth": {"jwt": {"kubernetesServiceAccountToken": {"serviceAccountRef": {}}}},
+            },
+            "kubernetesServiceAccountToken.serviceAccountRef.name is required",
+        ),
+        (
+            {
+                "server": "http://v",
+                "auth": {
+                    "jwt": {
+                        "kubernetesServiceAccountToken": {
+                            "serviceAccountRef": {"name": "sa"},
+                            "expirationSeconds": 60,
+                        }
+                    }
+                },
+            },
+            "expirationSeconds must be an integer of at least 600",
+        ),
+        (
             {
                 "server": "http://v",
                 "caBundle": "%%%",

@@ -20,7 +20,8 @@ from secretsync import api
 
 ARGOCD = Path(__file__).resolve().parents[2] / "deploy" / "argocd"
 PREFIX = "resource.customizations.health."
-KINDS = (api.KIND_SEALED, api.KIND_EXTERNAL, api.KIND_STORE, api.KIND_CLUSTER_STORE)
+KINDS = (api.KIND_SEALED, api.KIND_EXTERNAL, api.KIND_STORE, api.KIND_CLUSTER_STORE,
+         api.KIND_CLUSTER_EXTERNAL)
 
 
 def generator() -> Any:

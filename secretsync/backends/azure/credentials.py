@@ -11,10 +11,13 @@ Store fields::
                                                       #   unless AZURE_TENANT_ID is set)
       authType: ServicePrincipal | ManagedIdentity | WorkloadIdentity   # default ServicePrincipal
       authSecretRef:                                  # ServicePrincipal
-        clientId: {name, key, namespace}
+        clientId: {name, key, namespace}              #   (and WorkloadIdentity, optional)
         clientSecret: {name, key, namespace}          # or
         clientCertificate: {name, key, namespace}     #   a PEM holding certificate + key
       identityId: <client id>                         # ManagedIdentity: a user-assigned identity
+      serviceAccountRef: {name, namespace, audiences} # WorkloadIdentity of this ServiceAccount
+                                                      #   (see ``workload``); without it the
+                                                      #   controller's own workload identity
       environmentType: PublicCloud | USGovernmentCloud | ChinaCloud | GermanCloud | AzureStackCloud
       customCloudConfig: {activeDirectoryEndpoint}    # AzureStackCloud: the Entra ID authority
 """
@@ -84,16 +87,15 @@ async def credential(ctx: StoreContext, common: dict[str, Any], authority: str |
         identity = opt_str(ctx, p, "identityId", f"{base}.identityId")
         return ManagedIdentityCredential(client_id=identity, **common)
     if auth_type == "WorkloadIdentity":
-        if p.get("serviceAccountRef"):
-            raise StoreInvalid(
-                f"{label}: {base}.serviceAccountRef is not supported; the controller uses its "
-                "own workload identity (AZURE_CLIENT_ID / AZURE_FEDERATED_TOKEN_FILE)"
-            )
         client_id = None
         if refs.get("clientId"):
             client_id = await resolve_ref_str(
                 ctx, refs["clientId"], f"{base}.authSecretRef.clientId"
             )
+        if p.get("serviceAccountRef"):  # this store's own ServiceAccount, federated
+            from secretsync.backends.azure import workload
+
+            return await workload.credential(ctx, p["serviceAccountRef"], client_id, tenant, entra)
         try:
             return WorkloadIdentityCredential(tenant_id=tenant, client_id=client_id, **entra)
         except ValueError as exc:

@@ -2,7 +2,7 @@
 
 Why this module exists: it is the SDK boundary. hvac is synchronous, so every call runs in a
 worker thread (``asyncio.to_thread``). The client is built once per store and keeps its Vault
-token: a token obtained by a login (AppRole, Kubernetes) is reused and renewed (``renew-self``)
+token: a token obtained by a login (AppRole, Kubernetes, JWT) is reused and renewed (``renew-self``)
 until its TTL runs low, and only then does the backend log in again — never a login per
 refresh. A 401/403 with a token that may have been revoked triggers at most one re-login per
 ``RELOGIN_MIN_INTERVAL``. Which login happens is decided by the auth-method modules.
@@ -36,9 +36,10 @@ from secretsync.backends.base import (
     select_property,
 )
 from secretsync.backends.metrics import track
-from secretsync.backends.vault import auth_approle, auth_kubernetes, auth_token
+from secretsync.backends.vault import auth_approle, auth_jwt, auth_kubernetes, auth_token
 from secretsync.backends.vault.config import (
     AppRoleAuth,
+    JwtAuth,
     KubernetesAuth,
     TokenAuth,
     VaultConfig,
@@ -140,6 +141,8 @@ class VaultBackend:
                 return await auth_approle.login(auth, ctx, what, call)
             case KubernetesAuth():
                 return await auth_kubernetes.login(auth, ctx, what, call)
+            case JwtAuth():
+                return await auth_jwt.login(auth, ctx, what, call)
             case _:
                 assert_never(auth)
 

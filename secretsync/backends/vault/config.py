@@ -11,7 +11,13 @@ Spec (external-secrets.io/v1 field names)::
     auth:
       tokenSecretRef: {name, key, namespace}
       appRole: {path: approle, roleId, secretRef: {name, key, namespace}}
-      kubernetes: {mountPath: kubernetes, role, serviceAccountRef: {name, audiences}}
+      kubernetes: {mountPath: kubernetes, role,
+                   serviceAccountRef: {name, audiences}      # a TokenRequest token (wins), or
+                   secretRef: {name, key: token, namespace}} # a token kept in a Secret
+      jwt: {path: jwt, role,                                  # role: none = the default_role
+            secretRef: {name, key, namespace}                 # a JWT kept in a Secret (wins), or
+            kubernetesServiceAccountToken:                    # a TokenRequest token
+              {serviceAccountRef: {name, audiences}, audiences, expirationSeconds}}
 """
 
 from __future__ import annotations
@@ -55,17 +61,40 @@ class AppRoleAuth:
 
 
 @dataclass(frozen=True)
+class ServiceAccountToken:
+    """A TokenRequest for a ServiceAccount: which one, for which audiences, how long."""
+
+    name: str
+    namespace: str | None = None
+    audiences: tuple[str, ...] = ()
+    expiration_seconds: int | None = None  # None = the controller's default
+
+
+@dataclass(frozen=True)
 class KubernetesAuth:
-    """``auth.kubernetes``: a TokenRequest token of a ServiceAccount, exchanged for ``role``."""
+    """``auth.kubernetes``: a ServiceAccount token (a TokenRequest, or one kept in a Secret),
+    exchanged for ``role``. Exactly one of ``service_account`` / ``token_ref`` is set."""
 
     mount: str
     role: str
-    sa_name: str
-    sa_namespace: str | None = None
-    sa_audiences: tuple[str, ...] = ()
+    service_account: ServiceAccountToken | None = None
+    token_ref: SecretRef | None = None
 
 
-VaultAuth = TokenAuth | AppRoleAuth | KubernetesAuth
+@dataclass(frozen=True)
+class JwtAuth:
+    """``auth.jwt``: a JWT (kept in a Secret, or a TokenRequest token) exchanged at the JWT/OIDC
+    mount ``path`` for ``role`` (empty: the mount's ``default_role``). Exactly one of
+    ``token_ref`` / ``service_account`` is set."""
+
+    path: str
+    role: str
+    token_ref: SecretRef | None = None
+    service_account: ServiceAccountToken | None = None
+
+
+VaultAuth = TokenAuth | AppRoleAuth | KubernetesAuth | JwtAuth
+_KINDS = ("tokenSecretRef", "appRole", "kubernetes", "jwt")
 
 
 @dataclass(frozen=True)
@@ -81,11 +110,35 @@ class VaultConfig:
     timeout: float = DEFAULT_TIMEOUT
 
 
-def _ref(block: Any, what: str) -> SecretRef:
-    if not isinstance(block, Mapping) or not block.get("name") or not block.get("key"):
+def _ref(block: Any, what: str, default_key: str | None = None) -> SecretRef:
+    if not isinstance(block, Mapping) or not block.get("name"):
+        raise StoreInvalid(f"{what}: needs name and key")
+    key = block.get("key") or default_key
+    if not key:
         raise StoreInvalid(f"{what}: needs name and key")
     ns = block.get("namespace")
-    return SecretRef(str(block["name"]), str(block["key"]), str(ns) if ns else None)
+    return SecretRef(str(block["name"]), str(key), str(ns) if ns else None)
+
+
+def _sa(sa: Any, what: str, extra_audiences: Any = None, expiration: Any = None,
+        default_audiences: tuple[str, ...] = ()) -> ServiceAccountToken:
+    if not isinstance(sa, Mapping) or not sa.get("name"):
+        raise StoreInvalid(f"{what}.name is required")
+    audiences = [str(a) for a in (sa.get("audiences") or [])]
+    if not isinstance(extra_audiences, list | tuple | type(None)):
+        raise StoreInvalid(f"{what}: audiences must be a list")
+    audiences += [str(a) for a in (extra_audiences or []) if str(a) not in audiences]
+    seconds: int | None = None
+    if expiration is not None:
+        if isinstance(expiration, bool) or not isinstance(expiration, int) or expiration < 600:
+            raise StoreInvalid(f"{what}: expirationSeconds must be an integer of at least 600")
+        seconds = expiration
+    return ServiceAccountToken(
+        name=str(sa["name"]),
+        namespace=str(sa["namespace"]) if sa.get("namespace") else None,
+        audiences=tuple(audiences) or default_audiences,
+        expiration_seconds=seconds,
+    )
 
 
 def _approle(ar: Mapping[str, Any], prefix: str) -> AppRoleAuth:
@@ -103,35 +156,60 @@ def _approle(ar: Mapping[str, Any], prefix: str) -> AppRoleAuth:
 
 
 def _kubernetes(k8s: Mapping[str, Any], prefix: str) -> KubernetesAuth:
-    sa = k8s.get("serviceAccountRef")
     if not k8s.get("role"):
         raise StoreInvalid(f"{prefix}.role is required")
-    if not isinstance(sa, Mapping) or not sa.get("name"):
-        raise StoreInvalid(f"{prefix}.serviceAccountRef.name is required")
-    return KubernetesAuth(
-        mount=str(k8s.get("mountPath") or "kubernetes").strip("/"),
-        role=str(k8s["role"]),
-        sa_name=str(sa["name"]),
-        sa_namespace=str(sa["namespace"]) if sa.get("namespace") else None,
-        sa_audiences=tuple(str(a) for a in (sa.get("audiences") or [])),
+    mount = str(k8s.get("mountPath") or "kubernetes").strip("/")
+    if k8s.get("serviceAccountRef"):  # wins over secretRef, as in ESO
+        sa = _sa(k8s["serviceAccountRef"], f"{prefix}.serviceAccountRef")
+        return KubernetesAuth(mount=mount, role=str(k8s["role"]), service_account=sa)
+    if k8s.get("secretRef"):
+        # a Secret holding a ServiceAccount token; the key defaults to ``token``
+        ref = _ref(k8s["secretRef"], f"{prefix}.secretRef", default_key="token")
+        return KubernetesAuth(mount=mount, role=str(k8s["role"]), token_ref=ref)
+    raise StoreInvalid(f"{prefix} needs serviceAccountRef or secretRef")
+
+
+def _jwt(jwt: Mapping[str, Any], prefix: str) -> JwtAuth:
+    path = str(jwt.get("path") or "jwt").strip("/")
+    role = str(jwt.get("role") or "")
+    if jwt.get("secretRef"):  # wins over kubernetesServiceAccountToken, as in ESO
+        ref = _ref(jwt["secretRef"], f"{prefix}.secretRef")
+        return JwtAuth(path=path, role=role, token_ref=ref)
+    kst = jwt.get("kubernetesServiceAccountToken")
+    if not kst:
+        raise StoreInvalid(f"{prefix} needs secretRef or kubernetesServiceAccountToken")
+    where = f"{prefix}.kubernetesServiceAccountToken"
+    if not isinstance(kst, Mapping):
+        raise StoreInvalid(f"{where} must be an object")
+    sa = _sa(
+        kst.get("serviceAccountRef"),
+        f"{where}.serviceAccountRef",
+        extra_audiences=kst.get("audiences"),
+        expiration=kst.get("expirationSeconds"),
+        default_audiences=("vault",),  # ESO's default audience for this token
     )
+    return JwtAuth(path=path, role=role, service_account=sa)
 
 
 def _auth(auth: Any, what: str) -> VaultAuth:
     if not isinstance(auth, Mapping):
         raise StoreInvalid(f"{what}: spec.provider.vault.auth is required")
-    kinds = [k for k in ("tokenSecretRef", "appRole", "kubernetes") if auth.get(k)]
+    kinds = [k for k in _KINDS if auth.get(k)]
     if len(kinds) != 1:
         raise StoreInvalid(
-            f"{what}: spec.provider.vault.auth needs exactly one of tokenSecretRef, appRole, "
-            f"kubernetes (got {kinds or 'none'})"
+            f"{what}: spec.provider.vault.auth needs exactly one of {', '.join(_KINDS)} "
+            f"(got {kinds or 'none'})"
         )
     kind = kinds[0]
     prefix = f"{what}: spec.provider.vault.auth.{kind}"
     if kind == "tokenSecretRef":
         return TokenAuth(token_ref=_ref(auth[kind], prefix))
+    if not isinstance(auth[kind], Mapping):
+        raise StoreInvalid(f"{prefix} must be an object")
     if kind == "appRole":
         return _approle(auth[kind], prefix)
+    if kind == "jwt":
+        return _jwt(auth[kind], prefix)
     return _kubernetes(auth[kind], prefix)
 
 

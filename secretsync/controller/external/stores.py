@@ -75,6 +75,10 @@ def refs_need_namespace(provider_spec: Any) -> bool:
         for k, v in provider_spec.items():
             if k == "serviceAccountRef" and isinstance(v, Mapping) and not v.get("namespace"):
                 return True
+            # a Secret ref whose key may default (Vault kubernetes.secretRef: key ``token``)
+            if (k == "secretRef" and isinstance(v, Mapping) and v.get("name")
+                    and not v.get("namespace")):
+                return True
             if refs_need_namespace(v):
                 return True
     elif isinstance(provider_spec, list):
@@ -182,9 +186,16 @@ class Stores:
             check(namespace, "Secrets")
             return await self._resolve_secret(namespace, name, key)
 
-        async def token(namespace: str, sa: str, audiences: list[str]) -> str:
+        async def token(
+            namespace: str, sa: str, audiences: list[str], /,
+            expiration_seconds: int | None = None,
+        ) -> str:
             check(namespace, "ServiceAccounts")
-            return await self._request_token(namespace, sa, audiences)
+            return await self._request_token(namespace, sa, audiences, expiration_seconds)
+
+        async def service_account(namespace: str, sa: str) -> Mapping[str, str]:
+            check(namespace, "ServiceAccounts")
+            return await self._read_service_account(namespace, sa)
 
         ctx = StoreContext(
             store_kind=kind,
@@ -193,6 +204,7 @@ class Stores:
             provider={},
             resolve_secret=resolve,
             request_token=token,
+            read_service_account=service_account,
         )
         try:
             if c.backend is None:
@@ -282,19 +294,33 @@ class Stores:
             )
         return value
 
-    async def _request_token(self, namespace: str, sa: str, audiences: list[str]) -> str:
+    async def _request_token(
+        self, namespace: str, sa: str, audiences: list[str], expiration: int | None = None
+    ) -> str:
         try:
             return await kube_call(
                 self.kube.request_token,
                 namespace,
                 sa,
                 audiences=audiences or None,
-                expiration_seconds=600,
+                expiration_seconds=expiration or 600,
             )
         except KubeError as exc:
             raise BackendAuthError(
                 f"cannot get a token for ServiceAccount {namespace}/{sa}: {exc.reason}"
             ) from exc
+
+    async def _read_service_account(self, namespace: str, sa: str) -> Mapping[str, str]:
+        try:
+            obj = await kube_call(self.kube.get_service_account, namespace, sa)
+        except KubeError as exc:
+            raise BackendAuthError(
+                f"cannot read ServiceAccount {namespace}/{sa}: {exc.reason}"
+            ) from exc
+        if obj is None:
+            raise StoreInvalid(f"ServiceAccount {namespace}/{sa} does not exist")
+        annotations = (obj.get("metadata") or {}).get("annotations") or {}
+        return {str(k): str(v) for k, v in annotations.items()}
 
     async def close_all(self) -> None:
         clients, self.clients = list(self.clients.values()), {}
