@@ -227,6 +227,28 @@ def ensure_lua_harness() -> Path:
     )["argocd-lua-health"]
 
 
+ESO_MODULE = "github.com/external-secrets/external-secrets"
+ESO_VERSION = "v0.16.2"
+# ESO's go.mod swaps sprig for its fork; a wrapper module must repeat the swap
+ESO_REPLACES = {"github.com/Masterminds/sprig/v3": "github.com/external-secrets/sprig/v3 v3.3.0"}
+GOTEMPLATE_HARNESS_SRC = Path(__file__).resolve().parent / "gotemplate_harness" / "main.go"
+
+
+def ensure_gotemplate_harness() -> Path:
+    """`eso-gotemplate`: renders Go templates with ESO's real template engine
+    (`pkg/template/v2`, sandbox/gotemplate_harness/main.go), the reference for our Go-template
+    engine; keyed by ESO's version and a hash of the source."""
+    source = GOTEMPLATE_HARNESS_SRC.read_text()
+    digest = hashlib.sha256(source.encode()).hexdigest()[:10]
+    return _go_wrapper_build(
+        f"eso-gotemplate-{ESO_VERSION}-{digest}",
+        [f"{ESO_MODULE}@{ESO_VERSION}"],
+        {"eso-gotemplate": "."},
+        replaces=ESO_REPLACES,
+        sources={"main.go": source},
+    )["eso-gotemplate"]
+
+
 ARGOCD_MODULE = "github.com/argoproj/argo-cd/v3"
 ARGOCD_VERSION = "v3.6.2"
 ARGOCD_CRD_FILES = ("application-crd.yaml", "appproject-crd.yaml", "applicationset-crd.yaml")

@@ -141,6 +141,7 @@ def build_all() -> dict[str, float]:
         ("sealed-secrets-controller", builder.ensure_bitnami_controller),
         ("helm", builder.ensure_helm),
         ("argocd-lua-health", builder.ensure_lua_harness),
+        ("eso-gotemplate", builder.ensure_gotemplate_harness),
         ("argo-cd-crds", builder.ensure_argocd_crds),
     ]
     for name, fn in steps:

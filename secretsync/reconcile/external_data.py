@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from secretsync.backends.base import FindQuery, RemoteRef, select_property
 from secretsync.errors import InvalidInput, SecretNotFound
+from secretsync.reconcile import gotemplate
 from secretsync.reconcile.external_keys import SECRET_KEY, entry_keys
 from secretsync.reconcile.external_spec import ExternalSpec
 from secretsync.reconcile.template import render_data
@@ -172,11 +173,13 @@ def assemble(spec: ExternalSpec, results: Mapping[Fetch, FetchResult]) -> Assemb
 
 
 def render(spec: ExternalSpec, values: dict[str, bytes]) -> dict[str, bytes]:
-    """Apply ``target.template.data`` (sandboxed Jinja2; values exposed by key)."""
+    """Apply ``target.template.data``: ESO's Go templates for ``engineVersion: v2``
+    (``reconcile.gotemplate``), else sandboxed Jinja2; values exposed by key, bytes kept."""
     t = spec.template
     if t is None or not t.data:
         return values
-    rendered = render_data(dict(t.data), values)
+    engine = gotemplate.render_data if t.engine == "go" else render_data
+    rendered = engine(dict(t.data), values)
     if t.merge_policy == "Merge":
         return {**values, **rendered}
     return rendered

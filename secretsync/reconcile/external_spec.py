@@ -93,6 +93,12 @@ class Template:
     annotations: tuple[tuple[str, str], ...] = ()
     data: tuple[tuple[str, str], ...] = ()
     merge_policy: str = "Replace"  # Replace: only templated keys; Merge: templated + fetched
+    engine: str = "jinja2"  # engineVersion v2 -> "go" (ESO's Go text/template + sprig)
+
+
+_ENGINES = {"": "jinja2", "v2": "go"}
+"""``engineVersion``: ``v2`` is ESO's Go text/template engine; unset keeps the Jinja2 templates
+secretsync has always rendered (ESO's deprecated ``v1`` engine is not offered)."""
 
 
 @dataclass(frozen=True)
@@ -360,4 +366,6 @@ def _template(block: Any) -> Template | None:
             "Replace",
             "spec.target.template.mergePolicy",
         ),
+        engine=_ENGINES[_choice(block.get("engineVersion"), ("v2",), "",
+                                "spec.target.template.engineVersion")],
     )

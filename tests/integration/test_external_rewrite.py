@@ -5,6 +5,7 @@ with Go's regexp semantics."""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -113,3 +114,26 @@ def test_bad_rewrites(world: World, k8s: Any) -> None:
             strict_dry_run(k8s, w.namespace, {"dataFrom": [{"extract": {"key": "m"},
                                                             "rewrite": [bad]}]})
         assert info.value.status in (400, 422)
+
+
+def test_go_template_engine_v2(world: World, k8s: Any) -> None:
+    """ESO's templating-guide shape (engineVersion v2, Go template + sprig) syncs as is."""
+    w = world
+    w.put("db", {"user": "admin", "password": f"pw-{MARK}"})
+    spec = {
+        "target": {"name": "go-out", "template": {
+            "engineVersion": "v2",
+            "data": {"config.yaml": "user: {{ .user }}\npassword: {{ .password | quote }}\n",
+                     "b64": "{{ .password | b64enc }}"}}},
+        "data": [{"secretKey": "user", "remoteRef": {"key": "db", "property": "user"}},
+                 {"secretKey": "password", "remoteRef": {"key": "db", "property": "password"}}],
+    }
+    strict_dry_run(k8s, w.namespace, spec)
+    w.apply_es("go", spec)
+    w.wait_ready("go")
+    assert w.data("go-out") == {
+        "config.yaml": f'user: admin\npassword: "pw-{MARK}"\n'.encode(),
+        "b64": base64.b64encode(f"pw-{MARK}".encode()),
+    }
+    w.assert_no_leak()
+

@@ -186,6 +186,28 @@ def test_template_replace_and_merge() -> None:
         xd.render(spec, {"pw": b"x"})
 
 
+def test_engine_version_v2_renders_go_templates_on_bytes() -> None:
+    base = {"data": [{"secretKey": "pw", "remoteRef": {"key": "k"}}]}
+    tpl = {"engineVersion": "v2",
+           "data": {"dsn": "postgres://u:{{ .pw }}@db", "raw": "{{ .pw | b64enc | b64dec }}",
+                    "up": "{{- .pw | upper -}}"}}
+    spec = parse_spec(es({**base, "target": {"template": tpl}}))
+    assert spec.template is not None and spec.template.engine == "go"
+    binary = b"\xff\x00x"
+    out = xd.render(spec, {"pw": binary})
+    assert out["raw"] == binary, "bytes survive a Go pipeline (no text round trip)"
+    assert out["dsn"] == b"postgres://u:" + binary + b"@db"
+    # Jinja2 stays the engine when engineVersion is unset; ESO's deprecated v1 is refused
+    jinja = parse_spec(es({**base, "target": {"template": {"data": {"d": "{{ pw }}"}}}}))
+    assert jinja.template is not None and jinja.template.engine == "jinja2"
+    with pytest.raises(InvalidInput, match="engineVersion"):
+        parse_spec(es({**base, "target": {"template": {"engineVersion": "v1", "data": {}}}}))
+    bad = parse_spec(es({**base, "target": {"template": {"engineVersion": "v2",
+                                                         "data": {"d": "{{ .pw | nope }}"}}}}))
+    with pytest.raises(InvalidTemplate, match="'d'"):
+        xd.render(bad, {"pw": b"x"})
+
+
 def desired_for(spec_d: dict[str, Any], data: dict[str, bytes]) -> tuple[Any, dict[str, Any]]:
     obj = es(spec_d)
     spec = parse_spec(obj)
