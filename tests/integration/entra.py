@@ -122,8 +122,36 @@ def check_federated(cred: FederatedCredential, assertion: str) -> bool:
     )
 
 
+class Loopback:
+    """A loopback identity server's lifetime (this module's and ``gcp_sts``'s)."""
+
+    _server: ThreadingHTTPServer | None
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+
+class JsonHandler(BaseHTTPRequestHandler):
+    """What the loopback identity servers' handlers share: HTTP/1.1, quiet, JSON answers."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def _send(self, status: int, body: dict[str, Any]) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
 @dataclass
-class Entra:
+class Entra(Loopback):
     """Registered clients and the running server's address and CA."""
 
     secrets: dict[str, str] = field(default_factory=dict)  # client id -> secret
@@ -183,26 +211,9 @@ class Entra:
             return False
         return True
 
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
 
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(JsonHandler):
     entra: Entra
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def _send(self, status: int, body: dict[str, Any]) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
 
     def _refuse(self) -> None:
         self._send(

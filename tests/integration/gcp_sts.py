@@ -43,8 +43,7 @@ import ssl
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from http.server import ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import grpc  # type: ignore[import-untyped]
@@ -61,7 +60,7 @@ PROJECT_NUMBER = "123456789012"
 
 
 @dataclass
-class Google:
+class Google(entra.Loopback):
     """The pool's registered cluster, the IAM bindings, the readers, and the server."""
 
     project: str  # the cluster's project: the pool is <project>.svc.id.goog
@@ -130,26 +129,9 @@ class Google:
             return grpc.StatusCode.UNAUTHENTICATED
         return None if principal in self.readers else grpc.StatusCode.PERMISSION_DENIED
 
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
 
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(entra.JsonHandler):
     google: Google
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def _send(self, status: int, body: dict[str, Any]) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
 
     def _rpc_error(self, status: int, name: str) -> None:
         self._send(status, {"error": {"code": status, "message": name, "status": name}})

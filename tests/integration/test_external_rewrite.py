@@ -6,8 +6,6 @@ with Go's regexp semantics."""
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,31 +13,10 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from secretsync import api
-from secretsync.kube import Kube
-from tests.integration._controller import install_rbac
-from tests.integration._external import MARK, World, running_controller, sandbox_world
+from tests.integration._external import MARK, World
+from tests.integration.test_external_sync import admin, world  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def admin(sandbox: Any, crds: list[str], k8s: Any) -> Kube:
-    install_rbac(k8s)
-    return Kube.from_config(str(sandbox.kubeconfig))
-
-
-@pytest.fixture
-def world(
-    sandbox: Any,
-    admin: Kube,
-    namespace: str,
-    vault_mount: str,
-    tmp_path: Path,
-    token_kubeconfig: Any,
-) -> Iterator[World]:
-    w = sandbox_world(sandbox, admin, namespace, vault_mount, tmp_path)
-    with running_controller(w, token_kubeconfig, before_start=w.apply_store):
-        yield w
 
 
 def strict_dry_run(k8s: Any, namespace: str, spec: dict[str, Any]) -> None:
@@ -55,7 +32,7 @@ def rw(source: str, target: str) -> dict[str, Any]:
     return {"regexp": {"source": source, "target": target}}
 
 
-def test_guide_examples_and_gjson_paths(world: World, k8s: Any) -> None:
+def test_guide_examples_and_gjson_paths(world: World, k8s: Any) -> None:  # noqa: F811
     w = world
     w.put("path/to/my/secrets/username", {"v": f"user-{MARK}"})
     w.put("path/to/my/secrets/password", {"v": "pw"})
@@ -98,7 +75,7 @@ def test_guide_examples_and_gjson_paths(world: World, k8s: Any) -> None:
     w.assert_no_leak()
 
 
-def test_bad_rewrites(world: World, k8s: Any) -> None:
+def test_bad_rewrites(world: World, k8s: Any) -> None:  # noqa: F811
     w = world
     w.put("m", {"a": "1"})
     # not RE2 (Go has no lookahead): the object is accepted by the schema, the spec is not
@@ -116,7 +93,7 @@ def test_bad_rewrites(world: World, k8s: Any) -> None:
         assert info.value.status in (400, 422)
 
 
-def test_go_template_engine_v2(world: World, k8s: Any) -> None:
+def test_go_template_engine_v2(world: World, k8s: Any) -> None:  # noqa: F811
     """ESO's templating-guide shape (engineVersion v2, Go template + sprig) syncs as is."""
     w = world
     w.put("db", {"user": "admin", "password": f"pw-{MARK}"})
