@@ -8,6 +8,8 @@ compiling ``find.name.regexp``. Pure apart from the resolver call; no SDK import
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
 import re
 from collections.abc import Mapping
@@ -16,6 +18,22 @@ from typing import Any
 
 from secretsync.backends.base import StoreContext
 from secretsync.errors import InvalidInput, StoreInvalid
+
+
+def ca_bundle(value: str, field: str, what: str) -> bytes:
+    """A store's ``caBundle`` (``field``: its dotted path, for messages) as PEM bytes: base64 of
+    a PEM (like every Kubernetes bytes field) or the PEM text itself; it must hold a
+    certificate."""
+    text = value.strip()
+    pem = text.encode() + b"\n"
+    if not text.startswith("-----BEGIN"):
+        try:
+            pem = base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise StoreInvalid(f"{what}: {field} is not base64 PEM") from exc
+    if b"-----BEGIN CERTIFICATE-----" not in pem:
+        raise StoreInvalid(f"{what}: {field} holds no PEM certificate")
+    return pem
 
 
 def store_label(ctx: StoreContext) -> str:

@@ -47,6 +47,7 @@ from google.cloud.secretmanager_v1.services.secret_manager_service.transports im
 )
 
 from secretsync.backends._common import (
+    ca_bundle,
     cap_loggers,
     compile_regexp,
     opt_map,
@@ -210,6 +211,7 @@ async def _connect(ctx: StoreContext) -> _Conn:
         channel = grpc.aio.insecure_channel(host)
         transport = SecretManagerServiceGrpcAsyncIOTransport(channel=channel)
         return _Conn(SecretManagerServiceAsyncClient(transport=transport), project)
+    pem = ca_bundle(ca, f"{base}.caBundle", label) if ca else None
 
     credentials: Any
     refresh = None
@@ -225,7 +227,7 @@ async def _connect(ctx: StoreContext) -> _Conn:
         from secretsync.backends import gcp_channel, gcp_workload
 
         credentials = await gcp_workload.credentials(ctx, wi, project, SCOPES)
-        http = gcp_channel.session(gcp_channel.ca_pem(ca, label) if ca else None)
+        http = gcp_channel.session(pem)
         refresh = gcp_channel.refresher(credentials, http)
     else:
         try:
@@ -235,10 +237,9 @@ async def _connect(ctx: StoreContext) -> _Conn:
         project = project or adc_project
     if not project:
         raise StoreInvalid(f"{label}: {base}.projectID is required")
-    if ca:
+    if pem is not None:
         from secretsync.backends import gcp_channel
 
-        pem = gcp_channel.ca_pem(ca, label)
         channel = gcp_channel.trusting_channel(host or DEFAULT_ENDPOINT, credentials, pem)
         transport = SecretManagerServiceGrpcAsyncIOTransport(channel=channel)
         return _Conn(SecretManagerServiceAsyncClient(transport=transport), str(project), refresh)

@@ -11,8 +11,6 @@ credentials ahead of each call, so a refused identity is an auth error at the ca
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -20,22 +18,6 @@ from typing import Any
 import grpc  # type: ignore[import-untyped]
 import requests
 from requests.adapters import HTTPAdapter
-
-from secretsync.errors import StoreInvalid
-
-
-def ca_pem(value: str, label: str) -> bytes:
-    """``caBundle`` (base64 of a PEM, or the PEM itself) as PEM bytes."""
-    text = value.strip()
-    pem = text.encode()
-    if not text.startswith("-----BEGIN"):
-        try:
-            pem = base64.b64decode(text, validate=True)
-        except (binascii.Error, ValueError) as exc:
-            raise StoreInvalid(f"{label}: spec.provider.gcpsm.caBundle is not base64 PEM") from exc
-    if b"-----BEGIN CERTIFICATE-----" not in pem:
-        raise StoreInvalid(f"{label}: spec.provider.gcpsm.caBundle holds no PEM certificate")
-    return pem
 
 
 class _TrustingAdapter(HTTPAdapter):

@@ -16,9 +16,9 @@ from azure.core.exceptions import (
     ServiceResponseError,
 )
 
+from secretsync.backends._common import ca_bundle
 from secretsync.backends.azure.backend import (
     challenge_check,
-    decode_ca_bundle,
     secret_name,
     translate,
 )
@@ -77,13 +77,18 @@ def test_secret_name() -> None:
         secret_name("cert/db")
 
 
-def test_decode_ca_bundle() -> None:
-    assert decode_ca_bundle(PEM, what="w").startswith(b"-----BEGIN CERTIFICATE-----")
-    assert decode_ca_bundle(base64.b64encode(PEM.encode()).decode(), what="w").startswith(
+def test_ca_bundle_base64_or_pem_text_with_a_certificate() -> None:
+    field = "spec.provider.azurekv.caBundle"
+    assert ca_bundle(PEM, field, "w").startswith(b"-----BEGIN CERTIFICATE-----")
+    assert ca_bundle(base64.b64encode(PEM.encode()).decode(), field, "w").startswith(
         b"-----BEGIN CERTIFICATE-----"
     )
-    with pytest.raises(StoreInvalid, match="not base64"):
-        decode_ca_bundle("%%%", what="w")
+    with pytest.raises(StoreInvalid, match=f"w: {field} is not base64"):
+        ca_bundle("%%%", field, "w")
+    with pytest.raises(StoreInvalid, match="holds no PEM certificate"):
+        ca_bundle(base64.b64encode(b"not a pem").decode(), field, "w")
+    with pytest.raises(StoreInvalid, match="holds no PEM certificate"):
+        ca_bundle("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----", field, "w")
 
 
 def test_challenge_check_only_for_real_vault_hosts() -> None:

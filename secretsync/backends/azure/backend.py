@@ -26,8 +26,6 @@ says so. ``find.path`` is a name prefix (names have no hierarchy), ``find.tags``
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import logging
 import os
 import re
@@ -48,6 +46,7 @@ from azure.core.exceptions import (
 from azure.keyvault.secrets.aio import SecretClient
 
 from secretsync.backends._common import (
+    ca_bundle,
     cap_loggers,
     compile_regexp,
     opt_str,
@@ -167,21 +166,6 @@ def secret_name(key: str) -> str:
     return key
 
 
-def decode_ca_bundle(value: str, *, what: str) -> bytes:
-    """``caBundle`` as PEM bytes: base64 of a PEM (like every Kubernetes bytes field), or
-    the PEM text itself."""
-    text = value.strip()
-    if text.startswith("-----BEGIN"):
-        return text.encode() + b"\n"
-    try:
-        pem = base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise StoreInvalid(f"{what}: spec.provider.azurekv.caBundle is not base64 PEM") from exc
-    if b"-----BEGIN CERTIFICATE-----" not in pem:
-        raise StoreInvalid(f"{what}: spec.provider.azurekv.caBundle holds no PEM certificate")
-    return pem
-
-
 def challenge_check(vault_url: str) -> bool:
     """Verify the challenge resource for real vault hosts only (see module docstring)."""
     host = (urlsplit(vault_url).hostname or "").lower()
@@ -296,7 +280,7 @@ async def create(ctx: StoreContext) -> Backend:
     ca_file: str | None = None
     ca = opt_str(ctx, p, "caBundle", f"{base}.caBundle")
     if ca:
-        pem = decode_ca_bundle(ca, what=label)
+        pem = ca_bundle(ca, "spec.provider.azurekv.caBundle", label)
         fd, ca_file = tempfile.mkstemp(prefix="secretsync-azure-ca-", suffix=".pem")
         with os.fdopen(fd, "wb") as f:
             f.write(pem)
